@@ -1,0 +1,214 @@
+"""MEAMTM configuration: an Audio Spectrogram Transformer whose log-mel frontend lives inside the model."""
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+
+@strict
+class MeamtmConfig(PreTrainedConfig):
+    r"""
+    Configuration of a MEAMTM model. The transformer fields carry AST's names and defaults
+    (`ASTConfig`, i.e. `MIT/ast-finetuned-audioset-10-10-0.4593`); the frontend fields default to the
+    Kaldi filter bank that `ASTFeatureExtractor` computes, so a converted AST checkpoint gives the same
+    predictions from raw waveforms.
+
+    Frontend (waveform -> normalised log-mel, inside the model):
+        sampling_rate (`int`, defaults to 16000): rate in Hz the model expects its waveforms at.
+        win_length (`int`, defaults to 400): analysis window in samples (25 ms at 16 kHz).
+        hop_length (`int`, defaults to 160): frame shift in samples (10 ms at 16 kHz).
+        n_fft (`int`, defaults to 512): FFT size; each frame is zero-padded from `win_length` to it.
+        window (`str`, defaults to `"hann"`): symmetric window, any name `transformers.audio_utils.window_function`
+            knows (`"hann"`, `"hamming"`, `"povey"`, `"boxcar"`).
+        fmin (`float`, defaults to 20.0) / fmax (`float`, *optional*, defaults to `sampling_rate / 2`): mel filter range in Hz.
+        mel_scale (`str`, defaults to `"kaldi"`): `"kaldi"`, `"htk"` or `"slaney"`.
+        preemphasis (`float`, defaults to 0.97): per-frame pre-emphasis coefficient (0 disables it).
+        remove_dc_offset (`bool`, defaults to `True`): subtract each frame's mean before pre-emphasis.
+        mel_floor (`float`, defaults to 1.1920929e-07): floor applied to mel energies before the log.
+        do_normalize (`bool`, defaults to `True`): map log-mel `x` to `(x - spectrogram_mean) / (2 * spectrogram_std)`.
+        spectrogram_mean (`float`, defaults to -4.2677393) / spectrogram_std (`float`, defaults to 4.5689974):
+            AudioSet statistics, as in `ASTFeatureExtractor`.
+        trainable_stft (`bool`, defaults to `False`): make the (folded) STFT kernels parameters.
+        trainable_mel (`bool`, defaults to `False`): make the mel filter bank a parameter.
+        stft_backend (`str`, defaults to `"auto"`): `"conv"` runs nnAudio's STFT convolution; `"fft"` computes
+            the same linear map with `torch.fft.rfft` (faster on CPU, frozen kernels only); `"auto"` uses
+            `"fft"` on CPU when the STFT is frozen and `"conv"` otherwise.
+        stft_precision (`str`, defaults to `"float64"`): dtype of the frame-to-power-spectrum stage. Float32
+            cannot resolve bands some 70 dB below a frame's energy (the empty top octave of resampled 8 kHz
+            audio, the lowest bins after pre-emphasis) to AST's numpy features: it deviates by up to ~1.5e-4
+            there, float64 by ~1e-6. `"float32"` halves that stage's cost on the convolution back end.
+            The mel, log and everything after run in float32 either way.
+
+    Patching (log-mel -> patch tokens):
+        num_mel_bins (`int`, defaults to 128): mel bands, the spectrogram's frequency size.
+        max_length (`int`, defaults to 1024): frames the spectrogram is padded or cut to.
+        patch_size (`int`, defaults to 16), frequency_stride (`int`, defaults to 10), time_stride (`int`, defaults to 10).
+
+    Transformer (AST / ViT):
+        hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, hidden_act, qkv_bias,
+        layer_norm_eps, initializer_range: as in `ASTConfig`.
+
+    Regularisation:
+        hidden_dropout_prob (`float`, defaults to 0.0), attention_probs_dropout_prob (`float`, defaults to 0.0).
+
+    Derived values (`num_samples`, `num_frames_of`, `patch_grid`) are properties, never stored.
+    """
+
+    model_type = "meamtm"
+
+    # Frontend
+    sampling_rate: int = 16000
+    win_length: int = 400
+    hop_length: int = 160
+    n_fft: int = 512
+    window: str = "hann"
+    fmin: float | int = 20.0
+    fmax: float | int | None = None
+    mel_scale: str = "kaldi"
+    preemphasis: float | int = 0.97
+    remove_dc_offset: bool = True
+    mel_floor: float | int = 1.1920929e-07
+    do_normalize: bool = True
+    spectrogram_mean: float | int = -4.2677393
+    spectrogram_std: float | int = 4.5689974
+    trainable_stft: bool = False
+    trainable_mel: bool = False
+    stft_backend: str = "auto"
+    stft_precision: str = "float64"
+
+    # Patching
+    num_mel_bins: int = 128
+    max_length: int = 1024
+    patch_size: int = 16
+    frequency_stride: int = 10
+    time_stride: int = 10
+
+    # Transformer
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    qkv_bias: bool = True
+    layer_norm_eps: float | int = 1e-12
+    initializer_range: float | int = 0.02
+
+    # Regularisation
+    hidden_dropout_prob: float | int = 0.0
+    attention_probs_dropout_prob: float | int = 0.0
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        # Cross-field checks live here rather than in `validate_*` methods: strict wraps those in its own
+        # exception type, and users (and the issue) expect a plain `ValueError` naming the values.
+        self._check_consistency()
+
+    @property
+    def nyquist(self) -> float:
+        return self.sampling_rate / 2
+
+    @property
+    def mel_fmax(self) -> float:
+        """Upper edge of the mel filters in Hz (`fmax`, or the Nyquist frequency when unset)."""
+        return float(self.fmax) if self.fmax is not None else self.nyquist
+
+    @property
+    def num_samples(self) -> int:
+        """Waveform length in samples that fills exactly `max_length` frames (164080 at the defaults)."""
+        return (self.max_length - 1) * self.hop_length + self.win_length
+
+    def num_frames_of(self, num_samples: int) -> int:
+        """Frames a clip of `num_samples` samples yields (Kaldi `snip_edges`: whole windows only), before padding."""
+        if num_samples < self.win_length:
+            return 0
+        return 1 + (num_samples - self.win_length) // self.hop_length
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        """(frequency, time) size of the patch grid."""
+        frequency = (self.num_mel_bins - self.patch_size) // self.frequency_stride + 1
+        time = (self.max_length - self.patch_size) // self.time_stride + 1
+        return frequency, time
+
+    @property
+    def num_patches(self) -> int:
+        frequency, time = self.patch_grid
+        return frequency * time
+
+    def _check_consistency(self):
+        def positive(**values):
+            for name, value in values.items():
+                if value <= 0:
+                    raise ValueError(f"{name} must be positive, got {name}={value}.")
+
+        positive(
+            sampling_rate=self.sampling_rate,
+            win_length=self.win_length,
+            hop_length=self.hop_length,
+            n_fft=self.n_fft,
+            num_mel_bins=self.num_mel_bins,
+            max_length=self.max_length,
+            patch_size=self.patch_size,
+            frequency_stride=self.frequency_stride,
+            time_stride=self.time_stride,
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+            intermediate_size=self.intermediate_size,
+            spectrogram_std=self.spectrogram_std,
+            mel_floor=self.mel_floor,
+        )
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}: "
+                "choose a number of heads that divides the hidden size."
+            )
+        if self.win_length > self.n_fft:
+            raise ValueError(
+                f"win_length={self.win_length} is longer than n_fft={self.n_fft}: raise n_fft to at least "
+                f"{self.win_length} (the next power of two is {1 << (self.win_length - 1).bit_length()})."
+            )
+        if not 0 <= self.fmin < self.mel_fmax:
+            raise ValueError(f"Need 0 <= fmin < fmax, got fmin={self.fmin}, fmax={self.mel_fmax}.")
+        if self.mel_fmax > self.nyquist:
+            raise ValueError(
+                f"fmax={self.fmax} Hz is above the Nyquist frequency {self.nyquist} Hz of sampling_rate="
+                f"{self.sampling_rate}: set fmax <= {self.nyquist} or leave it None."
+            )
+        if self.num_mel_bins > self.n_fft // 2 + 1:
+            raise ValueError(
+                f"num_mel_bins={self.num_mel_bins} exceeds the {self.n_fft // 2 + 1} frequency bins of n_fft="
+                f"{self.n_fft}: use fewer mel bins or a larger n_fft."
+            )
+        if self.mel_scale not in ("kaldi", "htk", "slaney"):
+            raise ValueError(f"mel_scale={self.mel_scale!r} is not one of 'kaldi', 'htk', 'slaney'.")
+        if self.stft_backend not in ("auto", "conv", "fft"):
+            raise ValueError(f"stft_backend={self.stft_backend!r} is not one of 'auto', 'conv', 'fft'.")
+        if self.stft_precision not in ("float32", "float64"):
+            raise ValueError(f"stft_precision={self.stft_precision!r} is not one of 'float32', 'float64'.")
+        if self.stft_backend == "fft" and self.trainable_stft:
+            raise ValueError(
+                "stft_backend='fft' cannot train STFT kernels (trainable_stft=True): use stft_backend='conv' or 'auto'."
+            )
+        if not 0 <= self.preemphasis < 1:
+            raise ValueError(f"preemphasis={self.preemphasis} must be in [0, 1).")
+        for name, size in (("num_mel_bins", self.num_mel_bins), ("max_length", self.max_length)):
+            if self.patch_size > size:
+                raise ValueError(
+                    f"patch_size={self.patch_size} is larger than the spectrogram's {name}={size}: "
+                    f"use a patch_size <= {size} or a larger {name}."
+                )
+        for name, value in (
+            ("hidden_dropout_prob", self.hidden_dropout_prob),
+            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+        ):
+            if not 0 <= value < 1:
+                raise ValueError(f"{name}={value} must be in [0, 1).")
+        try:
+            from transformers.audio_utils import window_function
+
+            window_function(8, self.window)
+        except ValueError as error:
+            raise ValueError(f"window={self.window!r} is not a window transformers knows: {error}") from None
+
+
+__all__ = ["MeamtmConfig"]

@@ -1,0 +1,309 @@
+"""MEAMTM: the Audio Spectrogram Transformer (Gong et al. 2021) on raw waveforms.
+
+The architecture and parameter names are those of transformers' `ASTModel`, so AST checkpoints map one
+to one; the difference is `MeamtmFrontend`, which turns waveforms into AST's log-mel features inside
+`forward`, on the model's device, batched.
+"""
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+from transformers.utils.output_capturing import capture_outputs
+
+from .configuration_meamtm import MeamtmConfig
+from .frontend_meamtm import MeamtmFrontend
+
+
+class MeamtmPatchEmbeddings(nn.Module):
+    """Log-mel `(batch, max_length, num_mel_bins)` -> patch tokens `(batch, num_patches, hidden_size)`.
+
+    Patches overlap when the strides are below `patch_size` (AST: 16x16 patches, stride 10).
+    """
+
+    def __init__(self, config: MeamtmConfig):
+        super().__init__()
+        self.projection = nn.Conv2d(
+            1,
+            config.hidden_size,
+            kernel_size=(config.patch_size, config.patch_size),
+            stride=(config.frequency_stride, config.time_stride),
+        )
+
+    def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        # (batch, time, freq) -> (batch, 1, freq, time): frequency is the image's height, as in AST.
+        image = spectrogram.unsqueeze(1).transpose(2, 3)
+        return self.projection(image).flatten(2).transpose(1, 2)
+
+
+class MeamtmEmbeddings(nn.Module):
+    """Patch tokens with the cls and distillation tokens in front, plus learned positional embeddings."""
+
+    def __init__(self, config: MeamtmConfig):
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.distillation_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.patch_embeddings = MeamtmPatchEmbeddings(config)
+        self.position_embeddings = nn.Parameter(torch.zeros(1, config.num_patches + 2, config.hidden_size))
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        """`(batch, max_length, num_mel_bins)` -> `(batch, num_patches + 2, hidden_size)`."""
+        patches = self.patch_embeddings(spectrogram)
+        batch_size = patches.shape[0]
+        tokens = torch.cat(
+            (self.cls_token.expand(batch_size, -1, -1), self.distillation_token.expand(batch_size, -1, -1), patches),
+            dim=1,
+        )
+        return self.dropout(tokens + self.position_embeddings)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(batch, heads, tokens, head_dim)` q/k/v -> output `(batch, tokens, heads, head_dim)`, weights."""
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return output, weights
+
+
+class MeamtmAttention(nn.Module):
+    def __init__(self, config: MeamtmConfig):
+        super().__init__()
+        self.config = config
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.attention_probs_dropout_prob
+        self.is_causal = False
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
+        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
+        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        input_shape = hidden_states.shape[:-1]
+        hidden_shape = (*input_shape, -1, self.head_dim)
+        query = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        key = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        output, weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        return self.o_proj(output.reshape(*input_shape, -1).contiguous()), weights
+
+
+class MeamtmMLP(nn.Module):
+    def __init__(self, config: MeamtmConfig):
+        super().__init__()
+        self.activation_fn = ACT2FN[config.hidden_act]
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation_fn(self.fc1(hidden_states)))
+
+
+class MeamtmLayer(GradientCheckpointingLayer):
+    """Pre-norm ViT block: `x + attention(norm(x))`, then `x + mlp(norm(x))`."""
+
+    def __init__(self, config: MeamtmConfig):
+        super().__init__()
+        self.attention = MeamtmAttention(config)
+        self.layernorm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = MeamtmMLP(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> torch.Tensor:
+        attended, _ = self.attention(self.layernorm_before(hidden_states), attention_mask, **kwargs)
+        hidden_states = hidden_states + self.dropout(attended)
+        return hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
+
+
+class MeamtmPreTrainedModel(PreTrainedModel):
+    config_class = MeamtmConfig
+    config: MeamtmConfig
+    base_model_prefix = "meamtm"
+    main_input_name = "input_values"
+    input_modalities = ("audio",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["MeamtmEmbeddings", "MeamtmLayer"]
+    # The log-mel is computed in float32 in any case (see `MeamtmFrontend._apply`); this also keeps
+    # trainable frontend parameters float32 when a checkpoint is loaded in half precision.
+    _keep_in_fp32_modules = ["frontend"]
+    _keep_in_fp32_modules_strict = ["frontend"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
+    _can_record_outputs = {"hidden_states": MeamtmLayer, "attentions": MeamtmAttention}
+    _input_embed_layer = "patch_embeddings"
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, MeamtmEmbeddings):
+            init.trunc_normal_(module.cls_token, std=std)
+            init.trunc_normal_(module.distillation_token, std=std)
+            init.trunc_normal_(module.position_embeddings, std=std)
+        elif isinstance(module, MeamtmFrontend):
+            # Non-persistent kernels are not in checkpoints: re-derive them from the config.
+            targets = module.kernel_tensors()
+            for name, value in module.kernels().items():
+                init.copy_(targets[name], value)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names that AST/timm keep out of weight decay (tokens and positional embeddings)."""
+        return {name for name, _ in self.named_parameters() if name.endswith(("_token", "position_embeddings"))}
+
+
+def _check_waveforms(input_values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Validate `(batch, num_samples)` waveforms; return per-clip lengths `(batch,)` from the mask, if any."""
+    if not isinstance(input_values, torch.Tensor):
+        raise TypeError(
+            f"input_values must be a torch.Tensor of waveforms, got {type(input_values).__name__}: "
+            "use MeamtmFeatureExtractor(..., return_tensors='pt')."
+        )
+    if not input_values.is_floating_point():
+        raise TypeError(
+            f"input_values has dtype {input_values.dtype}; the model takes float waveforms in [-1, 1]. Convert "
+            "integer PCM first (int16: x / 32768), or let MeamtmFeatureExtractor do it."
+        )
+    if input_values.dim() != 2:
+        hint = (
+            "add a batch dimension with input_values[None]"
+            if input_values.dim() == 1
+            else "mix multi-channel audio down to mono (e.g. x.mean(dim=1)); MeamtmFeatureExtractor does this"
+        )
+        raise ValueError(
+            f"input_values must have shape (batch, num_samples), got {tuple(input_values.shape)}: {hint}."
+        )
+    if attention_mask is None:
+        return None
+    if attention_mask.shape != input_values.shape:
+        raise ValueError(
+            f"attention_mask has shape {tuple(attention_mask.shape)} but input_values has "
+            f"{tuple(input_values.shape)}: the mask marks real samples (1) and padding (0) of each waveform."
+        )
+    return attention_mask.to(torch.long).sum(-1)
+
+
+class MeamtmModel(MeamtmPreTrainedModel):
+    def __init__(self, config: MeamtmConfig):
+        super().__init__(config)
+        self.embeddings = MeamtmEmbeddings(config)
+        self.layers = nn.ModuleList([MeamtmLayer(config) for _ in range(config.num_hidden_layers)])
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        # Registered last so that `model.dtype` (the first parameter's) is the encoder's even when the
+        # frontend is trainable and kept in float32.
+        self.frontend = MeamtmFrontend(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> MeamtmPatchEmbeddings:
+        return self.embeddings.patch_embeddings
+
+    @merge_with_config_defaults
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(
+        self,
+        input_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        r"""
+        input_values (`torch.FloatTensor` of shape `(batch_size, num_samples)`):
+            Mono waveforms at `config.sampling_rate`, floats in [-1, 1], zero-padded on the right.
+        attention_mask (`torch.Tensor` of shape `(batch_size, num_samples)`, *optional*):
+            1 for real samples, 0 for padding (as `MeamtmFeatureExtractor` returns it). Frames that reach into
+            the padding become AST's padding frames, so a clip gives the same output alone or in a batch.
+        """
+        lengths = _check_waveforms(input_values, attention_mask)
+        spectrogram = self.frontend(input_values, lengths)
+        dtype = self.embeddings.patch_embeddings.projection.weight.dtype
+        hidden_states = self.embeddings(spectrogram.to(dtype))
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, None, **kwargs)
+        sequence_output = self.layernorm(hidden_states)
+        pooled_output = (sequence_output[:, 0] + sequence_output[:, 1]) / 2
+        return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=pooled_output)
+
+
+class MeamtmMLPHead(nn.Module):
+    def __init__(self, config: MeamtmConfig):
+        super().__init__()
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dense = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.dense(self.layernorm(pooled))
+
+
+class MeamtmForAudioClassification(MeamtmPreTrainedModel):
+    """MEAMTM with AST's head (layer norm + linear) on the mean of the cls and distillation tokens."""
+
+    def __init__(self, config: MeamtmConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.meamtm = MeamtmModel(config)
+        self.classifier = MeamtmMLPHead(config)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        r"""
+        input_values (`torch.FloatTensor` of shape `(batch_size, num_samples)`): waveforms, see `MeamtmModel`.
+        labels (`torch.Tensor`, *optional*): `(batch_size,)` class indices for single-label classification and
+            regression, `(batch_size, num_labels)` targets for multi-label; `config.problem_type` picks the loss.
+        """
+        outputs: BaseModelOutputWithPooling = self.meamtm(input_values, attention_mask=attention_mask, **kwargs)
+        logits = self.classifier(outputs.pooler_output)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(labels, logits, self.config, **kwargs)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+__all__ = ["MeamtmModel", "MeamtmForAudioClassification", "MeamtmPreTrainedModel"]

@@ -1,0 +1,166 @@
+"""The frontend against ASTFeatureExtractor (its numpy path, as installed), and its own guarantees."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import ASTFeatureExtractor
+
+from meamtm import MeamtmConfig, MeamtmFrontend
+from meamtm.frontend_meamtm import kaldi_frame_operator
+
+from .conftest import tiny_config
+
+
+PARITY = 1e-4
+
+
+def ast_features(clips, **kwargs) -> np.ndarray:
+    extractor = ASTFeatureExtractor(**kwargs)
+    return extractor(clips, sampling_rate=extractor.sampling_rate, return_tensors="np")["input_values"]
+
+
+def padded_batch(clips):
+    batch = torch.zeros(len(clips), max(len(clip) for clip in clips))
+    for row, clip in enumerate(clips):
+        batch[row, : len(clip)] = torch.from_numpy(clip)
+    return batch, torch.tensor([len(clip) for clip in clips])
+
+
+@pytest.fixture(scope="module")
+def random_clips():
+    rng = np.random.default_rng(1)
+    return [
+        (rng.standard_normal(160_000) * 0.1).astype(np.float32),  # 10 s
+        (rng.standard_normal(170_000) * 0.5).astype(np.float32),  # longer than 1024 frames: cut
+        (rng.uniform(-1, 1, 48_000)).astype(np.float32),
+    ]
+
+
+@pytest.mark.parametrize("backend", ["conv", "fft"])
+def test_parity_with_ast_feature_extractor_on_fsdd(fsdd_clips_16k, backend):
+    frontend = MeamtmFrontend(MeamtmConfig(stft_backend=backend))
+    expected = ast_features(fsdd_clips_16k)
+    batch, lengths = padded_batch(fsdd_clips_16k)
+    with torch.no_grad():
+        batched = frontend(batch, lengths).numpy()
+    assert batched.shape == expected.shape == (10, 1024, 128)
+    np.testing.assert_allclose(batched, expected, atol=PARITY, rtol=0)
+    with torch.no_grad():  # each clip alone, no mask: the same features as in the padded batch
+        alone = np.stack([frontend(torch.from_numpy(clip)[None])[0].numpy() for clip in fsdd_clips_16k])
+    np.testing.assert_allclose(alone, expected, atol=PARITY, rtol=0)
+
+
+@pytest.mark.parametrize("backend", ["conv", "fft"])
+def test_parity_with_ast_feature_extractor_on_random_clips(random_clips, backend):
+    frontend = MeamtmFrontend(MeamtmConfig(stft_backend=backend))
+    batch, lengths = padded_batch(random_clips)
+    with torch.no_grad():
+        features = frontend(batch, lengths).numpy()
+    np.testing.assert_allclose(features, ast_features(random_clips), atol=PARITY, rtol=0)
+
+
+def test_parity_with_non_default_settings(fsdd_clips_16k):
+    settings = dict(num_mel_bins=64, max_length=128, mean=-5.0, std=3.0)
+    config = MeamtmConfig(num_mel_bins=64, max_length=128, spectrogram_mean=-5.0, spectrogram_std=3.0)
+    batch, lengths = padded_batch(fsdd_clips_16k)
+    with torch.no_grad():
+        features = MeamtmFrontend(config)(batch, lengths).numpy()
+    np.testing.assert_allclose(features, ast_features(fsdd_clips_16k, **settings), atol=PARITY, rtol=0)
+
+
+@pytest.mark.parametrize("length", [0, 1, 399, 400, 401, 559, 560, 12_345, 164_080, 200_000])
+def test_any_length_alone_or_padded_in_a_batch(length):
+    """Frames come from the clip's true length; shorter clips pad with AST's padding frames."""
+    config = tiny_config()
+    frontend = MeamtmFrontend(config)
+    clip = torch.randn(length) * 0.2
+    batch = torch.zeros(2, max(length, 15_000) + 777)
+    batch[0, :length] = clip
+    batch[1] = torch.randn(batch.shape[1]) * 0.2
+    lengths = torch.tensor([length, batch.shape[1]])
+    with torch.no_grad():
+        in_batch = frontend(batch, lengths)[0]
+        alone = frontend(clip[None])[0]
+    torch.testing.assert_close(in_batch, alone, atol=1e-6, rtol=0)
+    frames = min(config.num_frames_of(length), config.max_length)
+    padding = (0 - config.spectrogram_mean) / (2 * config.spectrogram_std)
+    assert torch.all(alone[frames:] == padding)
+    if frames:
+        assert not torch.any(alone[:frames] == padding)
+
+
+def test_float32_precision_option_is_close():
+    """float32 STFT is the fast option; it stays within 5e-4 of the float64 default on real-ish audio."""
+    waveform = torch.randn(2, 40_000) * 0.1
+    exact = MeamtmFrontend(tiny_config(stft_backend="conv"))(waveform)
+    for backend in ("conv", "fft"):
+        fast = MeamtmFrontend(tiny_config(stft_backend=backend, stft_precision="float32"))(waveform)
+        torch.testing.assert_close(fast, exact, atol=5e-4, rtol=0)
+
+
+def test_folded_kernels_are_the_kaldi_frame_operator_on_nnaudio_basis():
+    """The conv kernels equal nnAudio's Fourier basis applied after Kaldi's per-frame steps."""
+    config = tiny_config()
+    frontend = MeamtmFrontend(config)
+    frames = torch.randn(5, config.win_length, dtype=torch.float64)
+    processed = frames @ torch.from_numpy(kaldi_frame_operator(config)).T
+    expected = torch.fft.rfft(processed, n=config.n_fft)
+    start = frontend.left_pad
+    kernel_cos = frontend.stft.wcos[:, 0, start : start + config.win_length]
+    kernel_sin = frontend.stft.wsin[:, 0, start : start + config.win_length]
+    # nnAudio's basis starts at the kernel's first tap, so bin k is off by a phase of -2 pi k start / n_fft
+    phase = torch.exp(2j * torch.pi * torch.arange(config.n_fft // 2 + 1, dtype=torch.float64) * start / config.n_fft)
+    got = (frames @ kernel_cos.T - 1j * (frames @ kernel_sin.T)) * phase
+    torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-10)
+
+
+def test_trainable_frontend_has_parameters_and_finite_gradients_on_silence():
+    config = tiny_config(trainable_stft=True, trainable_mel=True)
+    frontend = MeamtmFrontend(config)
+    parameters = dict(frontend.named_parameters())
+    assert set(parameters) == {"stft.wsin", "stft.wcos", "mel_filters"}
+    silence = torch.zeros(3, 12_000, requires_grad=True)
+    frontend(silence).sum().backward()
+    for name, parameter in parameters.items():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+    assert torch.isfinite(silence.grad).all()
+    tone = torch.sin(torch.arange(12_000) * 0.3)[None].repeat(2, 1)
+    frontend.zero_grad()
+    frontend(tone).sum().backward()
+    assert parameters["stft.wcos"].grad.abs().sum() > 0
+
+
+def test_frozen_kernels_stay_out_of_the_state_dict():
+    assert list(MeamtmFrontend(tiny_config()).state_dict()) == []
+    trainable = MeamtmFrontend(tiny_config(trainable_stft=True))
+    assert set(trainable.state_dict()) == {"stft.wsin", "stft.wcos"}
+
+
+def test_fft_back_end_equals_nnaudio_convolution():
+    """The CPU fast path is held to the nnAudio layer (float64 both: far inside 1e-4)."""
+    waveform = torch.randn(4, 30_000) * torch.logspace(-4, 0, 4)[:, None]
+    conv = MeamtmFrontend(tiny_config(stft_backend="conv"))
+    fft = MeamtmFrontend(tiny_config(stft_backend="fft"))
+    assert conv.backend_for(waveform) == "conv" and fft.backend_for(waveform) == "fft"
+    torch.testing.assert_close(fft(waveform), conv(waveform), atol=1e-5, rtol=0)
+
+
+def test_auto_back_end_uses_fft_on_cpu_only_when_frozen():
+    waveform = torch.zeros(1, 1000)
+    assert MeamtmFrontend(tiny_config()).backend_for(waveform) == "fft"
+    assert MeamtmFrontend(tiny_config(trainable_stft=True)).backend_for(waveform) == "conv"
+    assert MeamtmFrontend(tiny_config()).backend_for(waveform.requires_grad_()) == "conv"
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_stays_in_its_precision_under_autocast_and_half(dtype):
+    frontend = MeamtmFrontend(tiny_config())
+    waveform = torch.randn(2, 8000) * 0.1
+    reference = frontend(waveform)
+    with torch.autocast("cpu", dtype=dtype):
+        under_autocast = frontend(waveform)
+    assert under_autocast.dtype == torch.float32
+    torch.testing.assert_close(under_autocast, reference)
+    frontend.to(dtype)
+    assert frontend.stft.wcos.dtype == torch.float64 and frontend.mel_filters.dtype == torch.float32
+    torch.testing.assert_close(frontend(waveform), reference)
