@@ -104,3 +104,33 @@ def test_pipeline_batch_of_arrays_matches_one_by_one(checkpoint, fsdd_clips_16k)
         scores = {item["label"]: item["score"] for item in right}
         for item in left:
             assert abs(item["score"] - scores[item["label"]]) < 1e-5
+
+
+class HubStandIn:
+    """Stands in for the HTTP layer of `HfApi` only: records what would be uploaded."""
+
+    def __init__(self):
+        self.uploads = {}
+
+    def create_repo(self, repo_id, **kwargs):
+        return type("RepoUrl", (), {"repo_id": repo_id})()
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        for operation in operations:
+            with open(operation.path_or_fileobj, "rb") as file:
+                self.uploads[operation.path_in_repo] = file.read()
+        return f"https://hub.invalid/{repo_id}/commit"
+
+
+def test_push_to_hub_uploads_the_saved_files(checkpoint, monkeypatch):
+    import transformers.utils.hub as hub
+
+    stand_in = HubStandIn()
+    monkeypatch.setattr(hub, "_hf_api", stand_in)
+    model = MeamtmForAudioClassification.from_pretrained(checkpoint)
+    model.push_to_hub("someone/meamtm-digits")
+    MeamtmFeatureExtractor.from_pretrained(checkpoint).push_to_hub("someone/meamtm-digits")
+    expected = {name for name in os.listdir(checkpoint)}
+    assert expected <= set(stand_in.uploads)
+    assert stand_in.uploads["model.safetensors"] == (checkpoint / "model.safetensors").read_bytes()
+    assert json.loads(stand_in.uploads["config.json"])["auto_map"]
