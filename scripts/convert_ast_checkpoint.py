@@ -14,6 +14,7 @@ extractor and the model's source code (so `trust_remote_code=True` loads it wher
 """
 
 import csv
+import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,6 @@ from transformers import (
     ASTModel,
     HfArgumentParser,
 )
-from transformers.utils import logging
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing meamtm
@@ -45,7 +45,7 @@ from meamtm.convert_meamtm import (  # noqa: E402
 )
 
 
-logger = logging.get_logger("convert_ast_checkpoint")
+logger = logging.getLogger("convert_ast_checkpoint")
 
 
 @dataclass
@@ -214,7 +214,6 @@ def save(model: nn.Module, output_dir: str, push_to_hub: str | None) -> None:
 def main(argv: list[str] | None = None) -> nn.Module:
     parser = HfArgumentParser((ConversionArguments, OriginalAstArguments))
     args, original = parser.parse_args_into_dataclasses(args=argv)
-    logging.set_verbosity_info()
 
     if original.original_ast:
         state_dict = torch.load(args.ast_model, map_location="cpu", weights_only=True)
@@ -239,4 +238,5 @@ def main(argv: list[str] | None = None) -> nn.Module:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     main()
