@@ -67,7 +67,7 @@ class OriginalAstArguments:
     fstride: int = field(default=10, metadata={"help": "Frequency stride of the patches."})
     tstride: int = field(default=10, metadata={"help": "Time stride of the patches."})
     input_fdim: int = field(default=128, metadata={"help": "Mel bins."})
-    input_tdim: int = field(default=1024, metadata={"help": "Frames (1024 for AudioSet/ESC-50, 128 for Speech Commands)."})
+    input_tdim: int = field(default=1024, metadata={"help": "Frames (1024 for AudioSet, 512 for ESC-50, 128 for Speech Commands)."})
     norm_mean: float = field(default=-4.2677393, metadata={"help": "Data set mean of the log-mel (AudioSet's by default)."})
     norm_std: float = field(default=4.5689974, metadata={"help": "Data set standard deviation of the log-mel."})
     num_attention_heads: int | None = field(

@@ -74,17 +74,15 @@ def test_saved_checkpoint_loads_as_remote_code_without_meamtm(ast_dir, tmp_path)
     directory, _ = ast_dir
     output = tmp_path / "meamtm"
     script.main(["--ast_model", str(directory), "--output_dir", str(output)])
+    # `sys.modules["meamtm"] = None` makes any import of the installed package fail, as where it is not installed.
     probe = (
-        "import sys, torch; sys.path = [p for p in sys.path if p not in ('', '.')];\n"
+        "import sys, torch; sys.modules['meamtm'] = None\n"
         "from transformers import AutoModelForAudioClassification as A\n"
-        "try:\n    import meamtm; raise SystemExit('meamtm is importable: the check means nothing')\n"
-        "except ImportError: pass\n"
         f"m = A.from_pretrained({str(output)!r}, trust_remote_code=True).eval()\n"
         "print(type(m).__module__, tuple(m(torch.zeros(1, 4000)).logits.shape))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, env={"HF_HUB_OFFLINE": "1", "PATH": ""}
-    )
+    environment = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": ""}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=environment)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "transformers_modules" in result.stdout and "(1, 3)" in result.stdout
 
