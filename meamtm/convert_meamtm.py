@@ -1,19 +1,39 @@
-"""Checkpoint conversion: transformers' AST -> MEAMTM, as pure functions over configs and state dicts.
+"""Checkpoint conversion to MEAMTM, as pure functions over configs and state dicts.
 
-MEAMTM keeps AST's parameter names below the base model, so an `ASTForAudioClassification` state dict
-maps by renaming its base-model prefix; the features that `ASTFeatureExtractor` computed outside the model
-become frontend fields of the config.
+Three sources:
+
+* transformers' AST (`ASTForAudioClassification` / `ASTModel`, e.g. the `MIT/ast-*` checkpoints): MEAMTM keeps
+  AST's parameter names below the base model, so the state dict maps by renaming its base-model prefix; the
+  features that `ASTFeatureExtractor` computed outside the model become frontend fields of the config.
+* the original AST release (YuanGongND/ast `.pth` files): timm DeiT names under `module.v.`, a fused `qkv`
+  projection, the head under `module.mlp_head.`; the geometry (`fstride`, `tstride`, `input_tdim`) is not
+  stored and comes from the user.
+* ImageNet ViT / DeiT (transformers' `ViTModel` / `DeiTModel`), AST's ImageNet initialisation: the RGB patch
+  projection summed to one channel, the square positional grid cut or interpolated to the spectrogram's
+  (frequency, time) patch grid.
+
+`resize_position_embeddings` is AST's rule for moving positional embeddings to another patch grid; it also
+serves fine-tuning at another clip length (see `adapt_mismatched_position_embeddings`).
 """
 
+import json
+import re
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
+from torch import nn
+from transformers.utils import logging
 
 from .configuration_meamtm import MeamtmConfig
 
 
+logger = logging.get_logger(__name__)
+
 AST_PREFIX = "audio_spectrogram_transformer."
 MEAMTM_PREFIX = "meamtm."
+# Tokens in front of the patches: cls and distillation.
+NUM_PREFIX_TOKENS = 2
 
 # ASTConfig fields that MEAMTM carries under the same name.
 AST_FIELDS = (
@@ -22,6 +42,11 @@ AST_FIELDS = (
     "patch_size", "qkv_bias", "frequency_stride", "time_stride", "max_length", "num_mel_bins",
     "id2label", "label2id", "problem_type",
 )
+
+
+# --------------------------------------------------------------------------------------------------
+# transformers' AST
+# --------------------------------------------------------------------------------------------------
 
 
 def config_from_ast(ast_config, feature_extractor=None, **overrides) -> MeamtmConfig:
@@ -72,4 +97,468 @@ def ast_to_meamtm_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str
     return converted
 
 
-__all__ = ["ast_to_meamtm_state_dict", "config_from_ast"]
+# --------------------------------------------------------------------------------------------------
+# The original AST release (YuanGongND/ast)
+# --------------------------------------------------------------------------------------------------
+
+# DeiT's ImageNet heads: `timm.create_model` builds them and the released `.pth` files keep them, but AST's
+# forward never calls them (it has its own `mlp_head`).
+ORIGINAL_AST_UNUSED_KEYS = ("v.head.weight", "v.head.bias", "v.head_dist.weight", "v.head_dist.bias")
+ORIGINAL_AST_TOP_LEVEL = {
+    "v.cls_token": "embeddings.cls_token",
+    "v.dist_token": "embeddings.distillation_token",
+    "v.pos_embed": "embeddings.position_embeddings",
+    "v.patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
+    "v.patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias",
+    "v.norm.weight": "layernorm.weight",
+    "v.norm.bias": "layernorm.bias",
+}
+ORIGINAL_AST_HEAD = {
+    "mlp_head.0.weight": "classifier.layernorm.weight",
+    "mlp_head.0.bias": "classifier.layernorm.bias",
+    "mlp_head.1.weight": "classifier.dense.weight",
+    "mlp_head.1.bias": "classifier.dense.bias",
+}
+ORIGINAL_AST_BLOCK = {
+    "norm1": "layernorm_before",
+    "attn.proj": "attention.o_proj",
+    "norm2": "layernorm_after",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
+ORIGINAL_BLOCK_KEY = re.compile(r"v\.blocks\.(\d+)\.(.+)\.(weight|bias)")
+# Heads of the timm DeiT models AST builds on (tiny224, small224, base224/base384); the weights do not store it.
+DEIT_NUM_HEADS = {192: 3, 384: 6, 768: 12}
+# timm's ViT blocks use LayerNorm(eps=1e-6); AST's `mlp_head` uses PyTorch's default 1e-5, which MEAMTM's single
+# `layer_norm_eps` cannot express: the logits then move by ~5e-6 on the test model (the parity bound is 1e-4).
+TIMM_LAYER_NORM_EPS = 1e-6
+
+
+def strip_data_parallel(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the `module.` prefix that `torch.nn.DataParallel` puts on every key of AST's released files."""
+    if state_dict and all(key.startswith("module.") for key in state_dict):
+        return {key[len("module.") :]: value for key, value in state_dict.items()}
+    return dict(state_dict)
+
+
+def config_from_original_ast(
+    state_dict: Mapping[str, torch.Tensor],
+    frequency_stride: int = 10,
+    time_stride: int = 10,
+    num_mel_bins: int = 128,
+    max_length: int = 1024,
+    sampling_rate: int = 16000,
+    num_attention_heads: int | None = None,
+    **overrides,
+) -> MeamtmConfig:
+    """A `MeamtmConfig` for a state dict of the original AST release.
+
+    The transformer's sizes are read off the weights; the patch geometry is what the user trained with (AST's
+    `fstride`, `tstride`, `input_fdim`, `input_tdim`) and must give as many patches as the stored positional
+    embedding has. AST's recipe frames with Kaldi's 25 ms / 10 ms at the file's rate, hence the window and hop.
+    `overrides` sets any other field (`spectrogram_mean` / `spectrogram_std`: AST's `norm_mean` / `norm_std`,
+    `id2label`, ...).
+    """
+    weights = strip_data_parallel(state_dict)
+    required = ("v.pos_embed", "v.patch_embed.proj.weight", "v.blocks.0.mlp.fc1.weight")
+    missing = [key for key in required if key not in weights]
+    if missing:
+        raise KeyError(
+            f"Not a state dict of the original AST release: it lacks {missing} (expected keys under 'module.v.' "
+            f"such as 'module.v.pos_embed'; found e.g. {sorted(state_dict)[:5]})."
+        )
+    hidden_size = weights["v.pos_embed"].shape[-1]
+    projection = weights["v.patch_embed.proj.weight"]
+    if projection.shape[1] != 1 or projection.shape[2] != projection.shape[3]:
+        raise ValueError(
+            f"v.patch_embed.proj.weight has shape {tuple(projection.shape)}; an AST checkpoint has square "
+            "one-channel patches (hidden, 1, p, p). For an ImageNet ViT/DeiT use MeamtmForAudioClassification.from_vit."
+        )
+    if num_attention_heads is None:
+        if hidden_size not in DEIT_NUM_HEADS:
+            raise ValueError(
+                f"hidden_size={hidden_size} is not one of DeiT's {sorted(DEIT_NUM_HEADS)}: the number of attention "
+                "heads is not stored in the weights; pass num_attention_heads."
+            )
+        num_attention_heads = DEIT_NUM_HEADS[hidden_size]
+    num_layers = len({match.group(1) for key in weights if (match := ORIGINAL_BLOCK_KEY.fullmatch(key))})
+    fields = dict(
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_attention_heads,
+        intermediate_size=weights["v.blocks.0.mlp.fc1.weight"].shape[0],
+        qkv_bias="v.blocks.0.attn.qkv.bias" in weights,
+        layer_norm_eps=TIMM_LAYER_NORM_EPS,
+        patch_size=projection.shape[-1],
+        frequency_stride=frequency_stride,
+        time_stride=time_stride,
+        num_mel_bins=num_mel_bins,
+        max_length=max_length,
+        sampling_rate=sampling_rate,
+        win_length=round(0.025 * sampling_rate),
+        hop_length=round(0.010 * sampling_rate),
+        n_fft=1 << (round(0.025 * sampling_rate) - 1).bit_length(),
+    )
+    if "mlp_head.1.weight" in weights and "id2label" not in overrides:
+        fields["num_labels"] = weights["mlp_head.1.weight"].shape[0]
+    config = MeamtmConfig(**{**fields, **overrides})
+    stored = weights["v.pos_embed"].shape[1] - NUM_PREFIX_TOKENS
+    if stored != config.num_patches:
+        raise ValueError(
+            f"The checkpoint's positional embedding covers {stored} patches, but fstride={frequency_stride}, "
+            f"tstride={time_stride}, input_fdim={num_mel_bins}, input_tdim={max_length} give a "
+            f"{config.patch_grid[0]} x {config.patch_grid[1]} = {config.num_patches} patch grid: pass the geometry "
+            "the checkpoint was trained with (e.g. input_tdim=128 for AST's Speech Commands model, "
+            "fstride=tstride=16 for the audioset_16_16 model)."
+        )
+    return config
+
+
+def original_ast_to_meamtm_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map a state dict of the original AST release to `MeamtmForAudioClassification` keys.
+
+    timm's fused `attn.qkv` projection `(3 * hidden, hidden)` is split into `q_proj`, `k_proj`, `v_proj` (timm
+    reshapes its output as (3, heads, head_dim), so the thirds are q, k, v in that order). DeiT's ImageNet heads
+    (`ORIGINAL_AST_UNUSED_KEYS`) are dropped with a log line; any other key that has no place is an error.
+    """
+    converted = {}
+    unknown = []
+    for key, value in strip_data_parallel(state_dict).items():
+        if key in ORIGINAL_AST_UNUSED_KEYS:
+            logger.info(f"Dropping {key!r}: DeiT's ImageNet head, which AST's forward never uses.")
+        elif key in ORIGINAL_AST_TOP_LEVEL:
+            converted[MEAMTM_PREFIX + ORIGINAL_AST_TOP_LEVEL[key]] = value
+        elif key in ORIGINAL_AST_HEAD:
+            converted[ORIGINAL_AST_HEAD[key]] = value
+        elif match := ORIGINAL_BLOCK_KEY.fullmatch(key):
+            index, name, kind = match.groups()
+            layer = f"{MEAMTM_PREFIX}layers.{index}."
+            if name == "attn.qkv":
+                for projection, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
+                    converted[f"{layer}attention.{projection}.{kind}"] = part
+            elif name in ORIGINAL_AST_BLOCK:
+                converted[f"{layer}{ORIGINAL_AST_BLOCK[name]}.{kind}"] = value
+            else:
+                unknown.append(key)
+        else:
+            unknown.append(key)
+    if unknown:
+        raise KeyError(f"Keys of the original AST state dict with no MEAMTM counterpart: {sorted(unknown)}")
+    return converted
+
+
+# --------------------------------------------------------------------------------------------------
+# Positional embeddings on another patch grid (AST's rule)
+# --------------------------------------------------------------------------------------------------
+
+
+def _fit_axis(grid: torch.Tensor, size: int, axis: int) -> torch.Tensor:
+    """Cut `grid` `(batch, hidden, freq, time)` to `size` from the middle along `axis`, or interpolate up to it."""
+    current = grid.shape[axis]
+    if size <= current:
+        start = current // 2 - size // 2
+        return grid.narrow(axis, start, size)
+    target = list(grid.shape[2:])
+    target[axis - 2] = size
+    return nn.functional.interpolate(grid, size=tuple(target), mode="bilinear", align_corners=False)
+
+
+def resize_patch_position_embeddings(
+    embeddings: torch.Tensor, source_grid: tuple[int, int], target_grid: tuple[int, int]
+) -> torch.Tensor:
+    """Patch positional embeddings `(batch, Fs * Ts, hidden)` on a `(Fs, Ts)` grid -> `(batch, F * T, hidden)`.
+
+    AST's rule (`ASTModel.__init__` in YuanGongND/ast): the time axis first, then the frequency axis (each step
+    acts on one axis only, so the order does not change the result); an axis that shrinks is cut from the middle
+    (start `old // 2 - new // 2`), one that grows is interpolated bilinearly (`align_corners=False`). Computed in
+    float32 and returned in the input's dtype.
+    """
+    source_frequency, source_time = source_grid
+    batch_size, count, hidden_size = embeddings.shape
+    if count != source_frequency * source_time:
+        raise ValueError(
+            f"{count} positional embeddings do not fill a {source_frequency} x {source_time} patch grid."
+        )
+    grid = embeddings.float().transpose(1, 2).reshape(batch_size, hidden_size, source_frequency, source_time)
+    frequency, time = target_grid
+    grid = _fit_axis(grid, time, axis=3)
+    grid = _fit_axis(grid, frequency, axis=2)
+    return grid.reshape(batch_size, hidden_size, frequency * time).transpose(1, 2).to(embeddings.dtype)
+
+
+def resize_position_embeddings(
+    position_embeddings: torch.Tensor, source_grid: tuple[int, int], target_grid: tuple[int, int]
+) -> torch.Tensor:
+    """MEAMTM positional embeddings `(1, 2 + Fs * Ts, hidden)` -> `(1, 2 + F * T, hidden)`; the cls and
+    distillation positions are kept, the patch positions resized by `resize_patch_position_embeddings`."""
+    prefix = position_embeddings[:, :NUM_PREFIX_TOKENS]
+    patches = resize_patch_position_embeddings(position_embeddings[:, NUM_PREFIX_TOKENS:], source_grid, target_grid)
+    return torch.cat((prefix, patches), dim=1)
+
+
+def _checkpoint_patch_grid(checkpoint_files: list[str] | None, num_patches: int, config: MeamtmConfig) -> tuple[int, int]:
+    """The (frequency, time) patch grid a checkpoint's positional embeddings were trained on.
+
+    Read from the `config.json` saved with the weights; without one, the grid that keeps one axis of `config`'s
+    grid, when exactly one such grid holds `num_patches` patches.
+    """
+    if checkpoint_files:
+        config_file = Path(checkpoint_files[0]).parent / "config.json"
+        if config_file.is_file():
+            saved = json.loads(config_file.read_text())
+            mels, frames, patch, frequency_stride, time_stride = (
+                saved.get(name, MeamtmConfig.__dataclass_fields__[name].default)
+                for name in ("num_mel_bins", "max_length", "patch_size", "frequency_stride", "time_stride")
+            )
+            grid = ((mels - patch) // frequency_stride + 1, (frames - patch) // time_stride + 1)
+            if grid[0] * grid[1] == num_patches:
+                return grid
+    frequency, time = config.patch_grid
+    candidates = {
+        grid
+        for grid in ((frequency, num_patches // frequency), (num_patches // time, time))
+        if grid[0] * grid[1] == num_patches
+    }
+    if len(candidates) != 1:
+        raise ValueError(
+            f"Cannot tell the patch grid of a checkpoint with {num_patches} patch positions (no config.json with the "
+            f"weights, and the {frequency} x {time} target grid leaves {sorted(candidates) or 'no'} candidates): "
+            "resize them with meamtm.convert_meamtm.resize_position_embeddings and load the state dict yourself."
+        )
+    return candidates.pop()
+
+
+def _read_checkpoint_tensor(
+    name: str, prefix: str, state_dict: Mapping[str, torch.Tensor] | None, checkpoint_files: list[str] | None
+) -> torch.Tensor:
+    """The checkpoint's value of model parameter `name`, stored with or without the base-model prefix."""
+    candidates = (name, f"{prefix}.{name}", name.removeprefix(f"{prefix}."))
+    if state_dict is not None:
+        for key in candidates:
+            if key in state_dict:
+                return state_dict[key]
+    for file in checkpoint_files or ():
+        if file.endswith(".safetensors"):
+            from safetensors import safe_open
+
+            with safe_open(file, framework="pt") as handle:
+                for key in candidates:
+                    if key in handle.keys():
+                        return handle.get_tensor(key)
+        else:
+            weights = torch.load(file, map_location="cpu", weights_only=True)
+            for key in candidates:
+                if key in weights:
+                    return weights[key]
+    raise KeyError(f"{name!r} was reported as mismatched but is not in the checkpoint files {checkpoint_files}.")
+
+
+def adapt_mismatched_position_embeddings(model, loading_info, state_dict, checkpoint_files) -> None:
+    """Give `model` the checkpoint's positional embeddings resized to its patch grid, where `from_pretrained`
+    found them of another size (a checkpoint loaded with another `max_length`, `num_mel_bins` or stride).
+
+    transformers records such a parameter as mismatched and re-initialises it at random; this replaces it by AST's
+    cut / interpolation of the stored one and takes it off the mismatch list, with a logged note. Every other
+    mismatch stays where it was, for transformers to report.
+    """
+    for name, stored_shape, expected_shape in sorted(loading_info.mismatched_keys, key=lambda entry: entry[0]):
+        if not (name == "embeddings.position_embeddings" or name.endswith(".embeddings.position_embeddings")):
+            continue
+        if stored_shape[0] != expected_shape[0] or stored_shape[-1] != expected_shape[-1]:
+            continue  # another hidden size is another model, not another geometry
+        stored = _read_checkpoint_tensor(name, model.base_model_prefix, state_dict, checkpoint_files)
+        source_grid = _checkpoint_patch_grid(checkpoint_files, stored.shape[1] - NUM_PREFIX_TOKENS, model.config)
+        target_grid = model.config.patch_grid
+        embeddings = model.get_submodule(name.rpartition(".")[0])
+        reference = embeddings.cls_token
+        resized = resize_position_embeddings(stored, source_grid, target_grid)
+        parameter = nn.Parameter(resized.to(device=reference.device, dtype=reference.dtype))
+        parameter._is_hf_initialized = True
+        embeddings.position_embeddings = parameter
+        loading_info.mismatched_keys.discard((name, stored_shape, expected_shape))
+        logger.warning(
+            f"{name}: the checkpoint's {source_grid[0]} x {source_grid[1]} patch grid was fitted to this config's "
+            f"{target_grid[0]} x {target_grid[1]} (num_mel_bins={model.config.num_mel_bins}, "
+            f"max_length={model.config.max_length}) the way AST does: time axis then frequency axis, each cut from "
+            "the middle when it shrinks and interpolated bilinearly when it grows."
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# ImageNet ViT / DeiT initialisation (AST's recipe)
+# --------------------------------------------------------------------------------------------------
+
+# ViT/DeiT fields that fix the shapes of the weights: a MEAMTM initialised from them must have the same.
+VIT_SHAPE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "patch_size", "qkv_bias")
+# Taken from the ViT by default, but free to change.
+VIT_OTHER_FIELDS = ("hidden_act", "layer_norm_eps", "initializer_range")
+# Parts of transformers' ViT/DeiT models that belong to image tasks and have no counterpart in AST: the pooler,
+# the ImageNet classifiers, the masked-image-modeling token. They are dropped, with a log line naming them.
+IMAGENET_ONLY_KEYS = re.compile(r"(pooler|classifier|cls_classifier|distillation_classifier)\..+|embeddings\.mask_token")
+VIT_BASE_PREFIXES = ("vit.", "deit.")
+
+
+def config_from_vit(vit_config, **fields) -> MeamtmConfig:
+    """A `MeamtmConfig` with a ViT/DeiT config's transformer and the audio geometry, labels, etc. of `fields`.
+
+    The patch size, widths and depth come from `vit_config` (a `fields` value that contradicts them is an error);
+    the strides, `num_mel_bins`, `max_length` and everything about the frontend and labels from `fields`.
+    """
+    transformer = {name: getattr(vit_config, name) for name in VIT_SHAPE_FIELDS + VIT_OTHER_FIELDS}
+    if isinstance(transformer["patch_size"], (list, tuple)):
+        if len(set(transformer["patch_size"])) != 1:
+            raise ValueError(f"MEAMTM supports square patches only, got patch_size={transformer['patch_size']}.")
+        transformer["patch_size"] = transformer["patch_size"][0]
+    clashes = {
+        name: (fields[name], transformer[name])
+        for name in VIT_SHAPE_FIELDS
+        if name in fields and fields[name] != transformer[name]
+    }
+    if clashes:
+        details = ", ".join(f"{name}={ours} (the ViT has {theirs})" for name, (ours, theirs) in clashes.items())
+        raise ValueError(f"{details}: these are fixed by the pretrained weights; leave them out.")
+    return MeamtmConfig(**{**transformer, **fields})
+
+
+def _vit_grid(vit_config, num_patches: int) -> tuple[int, int]:
+    """The (height, width) patch grid of a ViT/DeiT's positional embeddings."""
+    image_size, patch_size = vit_config.image_size, vit_config.patch_size
+    height, width = image_size if isinstance(image_size, (list, tuple)) else (image_size, image_size)
+    patch_height, patch_width = patch_size if isinstance(patch_size, (list, tuple)) else (patch_size, patch_size)
+    grid = (height // patch_height, width // patch_width)
+    if grid[0] * grid[1] != num_patches:
+        raise ValueError(
+            f"The ViT's positional embedding has {num_patches} patch positions, but image_size={image_size} and "
+            f"patch_size={patch_size} in its config give a {grid[0]} x {grid[1]} grid: the config does not match the weights."
+        )
+    return grid
+
+
+def vit_to_meamtm_state_dict(
+    state_dict: Mapping[str, torch.Tensor], vit_config, config: MeamtmConfig
+) -> dict[str, torch.Tensor]:
+    """A transformers `ViTModel` / `DeiTModel` state dict (or of their image classifiers) -> `MeamtmModel` keys.
+
+    AST's ImageNet initialisation: the patch projection's input channels are summed (an RGB filter applied to a
+    grey image is the sum of its channel filters); the positional grid is resized to `config.patch_grid` by
+    `resize_patch_position_embeddings`; cls and distillation tokens and their positions are copied. A ViT without
+    a distillation token gets a copy of its cls token and cls position, so both tokens start identical and their
+    average (MEAMTM's pooled output) starts as the ViT's cls output. Encoder weights map one to one. Image-only
+    parts (`IMAGENET_ONLY_KEYS`) are dropped with a log line; any other key without a place is an error.
+    """
+    weights = dict(state_dict)
+    for prefix in VIT_BASE_PREFIXES:
+        if f"{prefix}embeddings.cls_token" in weights:
+            weights = {key.removeprefix(prefix): value for key, value in weights.items()}
+            break
+    converted = {}
+    unknown = []
+    dropped = []
+    for key, value in weights.items():
+        if IMAGENET_ONLY_KEYS.fullmatch(key):
+            dropped.append(key)
+        elif key == "embeddings.patch_embeddings.projection.weight":
+            converted[key] = value.sum(dim=1, keepdim=True)
+        elif key in ("embeddings.patch_embeddings.projection.bias", "embeddings.cls_token", "embeddings.distillation_token"):
+            converted[key] = value
+        elif key == "embeddings.position_embeddings":
+            continue  # below, once we know whether there is a distillation token
+        elif key.startswith(("layers.", "layernorm.")):
+            converted[key] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise KeyError(f"Keys of the ViT/DeiT state dict with no MEAMTM counterpart: {sorted(unknown)}")
+    if "embeddings.position_embeddings" not in weights or "embeddings.cls_token" not in weights:
+        raise KeyError(
+            "The ViT/DeiT state dict lacks 'embeddings.position_embeddings' or 'embeddings.cls_token': "
+            f"pass the state dict of a ViTModel/DeiTModel (found e.g. {sorted(weights)[:5]})."
+        )
+    if dropped:
+        logger.info(f"Not used by MEAMTM (image-task parts of the ViT/DeiT): {sorted(dropped)}")
+
+    positions = weights["embeddings.position_embeddings"]
+    num_prefix = 2 if "embeddings.distillation_token" in weights else 1
+    source_grid = _vit_grid(vit_config, positions.shape[1] - num_prefix)
+    patches = resize_patch_position_embeddings(positions[:, num_prefix:], source_grid, config.patch_grid)
+    if num_prefix == 1:
+        converted["embeddings.distillation_token"] = weights["embeddings.cls_token"].clone()
+        prefix = torch.cat((positions[:, :1], positions[:, :1]), dim=1)
+    else:
+        prefix = positions[:, :2]
+    converted["embeddings.position_embeddings"] = torch.cat((prefix, patches), dim=1)
+    return converted
+
+
+def load_vit(vit):
+    """A transformers ViT/DeiT model from an instance, a local path or a Hub id (`AutoModel.from_pretrained`)."""
+    if isinstance(vit, (str, Path)):
+        from transformers import AutoModel
+
+        vit = AutoModel.from_pretrained(vit)
+    config = getattr(vit, "config", None)
+    if not isinstance(vit, nn.Module) or getattr(config, "model_type", None) not in ("vit", "deit"):
+        raise TypeError(
+            f"Expected a transformers ViT or DeiT model (or its path / Hub id), got {type(vit).__name__} with "
+            f"model_type={getattr(config, 'model_type', None)!r}."
+        )
+    return vit
+
+
+def model_from_vit(model_class, vit, **config_fields):
+    """`model_class` (a MEAMTM model class) initialised from an ImageNet ViT/DeiT; see `vit_to_meamtm_state_dict`.
+
+    `config_fields` are `MeamtmConfig` fields for the audio side (`num_mel_bins`, `max_length`, strides,
+    `num_labels`, frontend settings). Everything below the classifier comes from the ViT; the classifier is new.
+    """
+    vit = load_vit(vit)
+    config = config_from_vit(vit.config, **config_fields)
+    model = model_class(config)
+    load_converted_state_dict(model.base_model, vit_to_meamtm_state_dict(vit.state_dict(), vit.config, config))
+    return model
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------
+
+
+def load_converted_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Load a converted state dict into a MEAMTM model, exactly: every weight of the model gets a value of the
+    same shape and every value a weight, or a `ValueError` names the keys that do not fit.
+
+    Frontend tensors (`frontend.` keys, present when `trainable_stft` / `trainable_mel` make them parameters)
+    are exempt: they are derived from the config at construction, and no source checkpoint has them.
+    """
+    expected = model.state_dict()
+    derived = {key for key in expected if key.startswith("frontend.") or ".frontend." in key}
+    missing = sorted(set(expected) - set(state_dict) - derived)
+    unexpected = sorted(set(state_dict) - set(expected))
+    mismatched = sorted(
+        f"{key}: checkpoint {tuple(value.shape)}, model {tuple(expected[key].shape)}"
+        for key, value in state_dict.items()
+        if key in expected and value.shape != expected[key].shape
+    )
+    problems = [
+        f"{label}: {keys}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("mismatched", mismatched))
+        if keys
+    ]
+    if problems:
+        raise ValueError(f"The converted weights do not fit {type(model).__name__}: " + "; ".join(problems))
+    model.load_state_dict(state_dict, strict=False)
+
+
+__all__ = [
+    "adapt_mismatched_position_embeddings",
+    "ast_to_meamtm_state_dict",
+    "config_from_ast",
+    "config_from_original_ast",
+    "config_from_vit",
+    "load_converted_state_dict",
+    "model_from_vit",
+    "original_ast_to_meamtm_state_dict",
+    "resize_patch_position_embeddings",
+    "resize_position_embeddings",
+    "vit_to_meamtm_state_dict",
+]

@@ -19,6 +19,7 @@ from transformers.utils.generic import can_return_tuple, merge_with_config_defau
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_meamtm import MeamtmConfig
+from .convert_meamtm import adapt_mismatched_position_embeddings, model_from_vit
 from .frontend_meamtm import MeamtmFrontend
 
 
@@ -186,6 +187,23 @@ class MeamtmPreTrainedModel(PreTrainedModel):
             targets = module.kernel_tensors()
             for name, value in module.kernels().items():
                 init.copy_(targets[name], value)
+
+    @classmethod
+    def from_vit(cls, vit, **config_fields):
+        """This model initialised from an ImageNet ViT/DeiT (AST's recipe): `vit` is a transformers `ViTModel` /
+        `DeiTModel` (or image classifier), a path or a Hub id; `config_fields` set the audio geometry, labels and
+        frontend. See `meamtm.convert_meamtm.vit_to_meamtm_state_dict`."""
+        return model_from_vit(cls, vit, **config_fields)
+
+    @staticmethod
+    def _load_pretrained_model(model, state_dict, checkpoint_files, load_config, *args, **kwargs):
+        # transformers re-initialises a positional embedding of another size at random (or refuses it); fine-tuning
+        # at another clip length or mel count wants AST's resized embedding instead.
+        loading_info, disk_offload_index = PreTrainedModel._load_pretrained_model(
+            model, state_dict, checkpoint_files, load_config, *args, **kwargs
+        )
+        adapt_mismatched_position_embeddings(model, loading_info, state_dict, checkpoint_files)
+        return loading_info, disk_offload_index
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names that AST/timm keep out of weight decay (tokens and positional embeddings)."""
