@@ -13,7 +13,12 @@ at 16 kHz) plus `batch_size` windows in flight: no spectrogram of more than one 
                return_segments=True)
 """
 
+import math
+import os
+import shutil
+import subprocess
 import sys
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -30,7 +35,7 @@ AGGREGATIONS = ("mean", "max")
 
 
 def decode_audio(source, sampling_rate: int) -> np.ndarray:
-    """A file path, file bytes or `torchcodec` decoder -> mono float32 `(num_samples,)` at `sampling_rate`.
+    """File bytes, a path or a `torchcodec` decoder -> mono float32 `(num_samples,)` at `sampling_rate`, whole.
 
     Decoding, down-mixing and resampling are torchcodec's (FFmpeg), as `datasets`' `Audio` column does them.
     """
@@ -50,25 +55,84 @@ def decode_audio(source, sampling_rate: int) -> np.ndarray:
     return to_mono_float32(waveform)
 
 
+def stream_audio_file(path: str, sampling_rate: int, block_samples: int) -> Iterator[np.ndarray]:
+    """Decode a file piece by piece: mono float32 blocks of up to `block_samples` samples at `sampling_rate`.
+
+    The `ffmpeg` program decodes, mixes down and resamples in one pass with one resampler state, the command
+    transformers' `ffmpeg_read` runs, read through a pipe, so memory stays at one block whatever the file's
+    length. (torchcodec's range decoding restarts its resampler at every range: consecutive ranges of a
+    resampled file do not join up, 16 samples off at 44.1 -> 16 kHz.) Without `ffmpeg` on the PATH, the file
+    is decoded whole by torchcodec instead.
+    """
+    if shutil.which("ffmpeg") is None:
+        logger.warning_once("The ffmpeg program is not on the PATH: decoding whole files with torchcodec instead.")
+        waveform = decode_audio(path, sampling_rate)
+        yield from (waveform[start : start + block_samples] for start in range(0, len(waveform), block_samples))
+        return
+    if not os.path.isfile(path):
+        raise ValueError(f"{path} is not a file: pass the path of an audio file.")
+    command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", path]
+    command += ["-vn", "-ac", "1", "-ar", str(sampling_rate), "-f", "f32le", "pipe:1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    num_samples = 0
+    try:
+        while block := process.stdout.read(4 * block_samples):
+            num_samples += len(block) // 4
+            yield np.frombuffer(block[: len(block) // 4 * 4], dtype=np.float32)
+        errors = process.stderr.read().decode(errors="replace").strip()
+        if process.wait() != 0:
+            raise ValueError(f"Could not decode audio from {path}: ffmpeg says: {errors or 'no details'}.")
+        if num_samples == 0:
+            raise ValueError(f"{path} decodes to 0 samples: the file holds no audio.")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def blocks_of(waveform: np.ndarray, block_samples: int) -> Iterator[np.ndarray]:
+    """An in-memory waveform as consecutive views of `block_samples` samples (no copy)."""
+    return (waveform[start : start + block_samples] for start in range(0, len(waveform), block_samples))
+
+
 def resample(waveform: np.ndarray, orig_sampling_rate: int, sampling_rate: int) -> np.ndarray:
     """`(num_samples,)` float32 at `orig_sampling_rate` -> float32 at `sampling_rate` (scipy's polyphase filter)."""
     if orig_sampling_rate == sampling_rate:
         return waveform
-    from math import gcd
-
     from scipy.signal import resample_poly
 
-    divisor = gcd(int(orig_sampling_rate), int(sampling_rate))
+    divisor = math.gcd(int(orig_sampling_rate), int(sampling_rate))
     return resample_poly(waveform, sampling_rate // divisor, orig_sampling_rate // divisor).astype(np.float32)
 
 
-def window_starts(num_samples: int, window: int, hop: int) -> list[int]:
-    """Start samples of windows of `window` samples every `hop` samples that cover `num_samples` samples.
+def sliding_windows(blocks: Iterable[np.ndarray], window: int, hop: int) -> Iterator[tuple[int, np.ndarray, bool]]:
+    """Cut a stream of sample blocks into windows: `(start sample, window samples, is_last)`.
 
-    The last window ends at the recording's end (it overlaps its neighbour more than `hop` says), so every
-    window is full of audio; a recording shorter than `window` is one window of its own length.
+    Windows of `window` samples start every `hop` samples while a full window fits before the end; the last
+    window ends at the recording's end (it overlaps its neighbour more than `hop` says), so every window is
+    full of audio. A recording shorter than `window` is one window of its own length. Only about `window`
+    plus one block of samples are held at any time, so the stream can be hours long.
     """
-    return list(range(0, num_samples - window, hop)) + [max(0, num_samples - window)]
+    buffer, offset, next_start = np.zeros(0, dtype=np.float32), 0, 0  # offset: stream index of buffer[0]
+    pending = None  # the previous window, held back until we know whether it is the last
+    for block in blocks:
+        buffer = np.concatenate((buffer, block))
+        # A regular window needs one sample beyond it: one that ends exactly at the end is the last window.
+        while next_start + window < offset + len(buffer):
+            if pending is not None:
+                yield (*pending, False)
+            pending = (next_start, buffer[next_start - offset : next_start - offset + window])
+            next_start += hop
+        # Keep what the next regular window, or an end-aligned last window, may still need.
+        keep_from = max(offset, min(next_start, offset + len(buffer) - window))
+        buffer, offset = buffer[keep_from - offset :], keep_from
+    total = offset + len(buffer)
+    if total == 0:
+        raise ValueError("The audio is empty (0 samples).")
+    if pending is not None:
+        yield (*pending, False)
+    start = max(0, total - window)
+    yield start, buffer[start - offset :], True
 
 
 class MeamtmAudioClassificationPipeline(ChunkPipeline, AudioClassificationPipeline):
@@ -132,37 +196,36 @@ class MeamtmAudioClassificationPipeline(ChunkPipeline, AudioClassificationPipeli
             )
         return window
 
-    def load_waveform(self, inputs) -> np.ndarray:
-        """Any supported input -> mono float32 `(num_samples,)` at the model's sampling rate."""
+    def load_blocks(self, inputs, block_samples: int) -> Iterator[np.ndarray]:
+        """Any supported input -> mono float32 blocks at the model's sampling rate (files are streamed)."""
         sampling_rate = self.feature_extractor.sampling_rate
         if isinstance(inputs, str) and inputs.startswith(("http://", "https://")):
             from huggingface_hub.utils import httpx
 
             inputs = httpx.get(inputs, follow_redirects=True).content
+        if isinstance(inputs, str):
+            return stream_audio_file(inputs, sampling_rate, block_samples)
         torchcodec = sys.modules.get("torchcodec")
-        if isinstance(inputs, (str, bytes)) or (torchcodec and isinstance(inputs, torchcodec.decoders.AudioDecoder)):
-            return decode_audio(inputs, sampling_rate)
+        if isinstance(inputs, bytes) or (torchcodec and isinstance(inputs, torchcodec.decoders.AudioDecoder)):
+            return blocks_of(decode_audio(inputs, sampling_rate), block_samples)
         if isinstance(inputs, dict):
             if "sampling_rate" not in inputs or not ("raw" in inputs or "array" in inputs):
-                raise ValueError(
-                    f"A dict input needs 'sampling_rate' and 'raw' or 'array', got keys {sorted(inputs)}."
-                )
+                raise ValueError(f"A dict input needs 'sampling_rate' and 'raw' or 'array', got keys {sorted(inputs)}.")
             array = inputs["raw"] if "raw" in inputs else inputs["array"]
-            return resample(to_mono_float32(array), inputs["sampling_rate"], sampling_rate)
-        return to_mono_float32(inputs)
+            return blocks_of(resample(to_mono_float32(array), inputs["sampling_rate"], sampling_rate), block_samples)
+        return blocks_of(to_mono_float32(inputs), block_samples)
 
     def preprocess(self, inputs, chunk_length_s: float | None = None, chunk_overlap: float = 0.5):
-        waveform = self.load_waveform(inputs)
         sampling_rate = self.feature_extractor.sampling_rate
         window = self.window_length(chunk_length_s)
-        starts = window_starts(len(waveform), window, max(1, round(window * (1 - chunk_overlap))))
-        for index, start in enumerate(starts):
-            chunk = waveform[start : start + window]
+        hop = max(1, round(window * (1 - chunk_overlap)))
+        blocks = self.load_blocks(inputs, block_samples=max(hop, sampling_rate))
+        for start, chunk, is_last in sliding_windows(blocks, window, hop):
             processed = self.feature_extractor(chunk, sampling_rate=sampling_rate, return_tensors="pt")
             if self.dtype is not None:
                 processed = processed.to(dtype=self.dtype)
             yield {
-                "is_last": index == len(starts) - 1,
+                "is_last": is_last,
                 "start": start / sampling_rate,
                 "end": (start + len(chunk)) / sampling_rate,
                 **processed,
@@ -200,4 +263,4 @@ class _Logits:
         self.logits = logits
 
 
-__all__ = ["MeamtmAudioClassificationPipeline", "decode_audio", "resample", "window_starts"]
+__all__ = ["MeamtmAudioClassificationPipeline", "decode_audio", "resample", "sliding_windows", "stream_audio_file"]
