@@ -57,7 +57,8 @@ def to_mono_float32(clip, index: int = 0) -> np.ndarray:
             f"Clip {index} has dtype {array.dtype}; integer PCM must be int8, int16, int32 or uint8. "
             "Convert it to float in [-1, 1] first."
         )
-    array = array.astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, reported below
+        array = array.astype(np.float32, copy=False)
 
     if array.ndim == 2:
         channel_axis = int(np.argmin(array.shape))
