@@ -27,6 +27,7 @@ from .frontend_meamtm import MeamtmFrontend
 
 logger = logging.get_logger(__name__)
 
+
 class MeamtmPatchEmbeddings(nn.Module):
     """Log-mel `(batch, max_length, num_mel_bins)` -> patch tokens `(batch, num_patches, hidden_size)`.
 

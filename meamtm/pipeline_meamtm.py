@@ -4,8 +4,9 @@
 way the speech recognition pipeline handles `chunk_length_s`): `preprocess` yields one window of the
 recording at a time, the pipeline's `batch_size` stacks windows into model batches, and `postprocess`
 aggregates the windows' logits (mean or max) into one prediction per recording, optionally with every
-window's own labels and its time span. Memory is the decoded waveform (4 bytes a sample, 230 MB for an hour
-at 16 kHz) plus `batch_size` windows in flight: no spectrogram of more than one batch ever exists.
+window's own labels and its time span. Files are decoded as a stream (`stream_audio_file`), so memory is
+about one window plus one block of samples, `batch_size` windows in flight and the windows' logits, whatever
+the recording's length; an array input is itself in memory, but nothing proportional to it is added.
 
     from transformers import pipeline
     classifier = pipeline("audio-classification", model="my-meamtm", pipeline_class=MeamtmAudioClassificationPipeline)
@@ -138,7 +139,8 @@ def sliding_windows(blocks: Iterable[np.ndarray], window: int, hop: int) -> Iter
 class MeamtmAudioClassificationPipeline(ChunkPipeline, AudioClassificationPipeline):
     """`AudioClassificationPipeline` that classifies recordings of any length by sliding windows.
 
-    Inputs: a file path or bytes (decoded and resampled by torchcodec), a `torchcodec` `AudioDecoder`, a
+    Inputs: a file path (streamed through the `ffmpeg` program, see `stream_audio_file`), file bytes or a
+    `torchcodec` `AudioDecoder` (decoded and resampled by torchcodec), a
     `{"array"|"raw": ..., "sampling_rate": sr}` dict (resampled with scipy when `sr` differs), or an array or
     tensor at the model's rate; 2-D inputs are multi-channel clips, mixed down to mono (`to_mono_float32`).
 
