@@ -16,6 +16,7 @@ from .configuration_meamtm import MeamtmConfig
 from .feature_extraction_meamtm import MeamtmFeatureExtractor
 from .frontend_meamtm import MeamtmFrontend
 from .modeling_meamtm import MeamtmForAudioClassification, MeamtmModel, MeamtmPreTrainedModel
+from .pipeline_meamtm import MeamtmAudioClassificationPipeline
 
 
 __version__ = "0.1.0"
@@ -31,6 +32,7 @@ MeamtmForAudioClassification.register_for_auto_class("AutoModelForAudioClassific
 MeamtmFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 
 __all__ = [
+    "MeamtmAudioClassificationPipeline",
     "MeamtmConfig",
     "MeamtmFeatureExtractor",
     "MeamtmForAudioClassification",

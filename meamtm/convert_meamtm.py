@@ -311,8 +311,16 @@ def _checkpoint_patch_grid(checkpoint_files: list[str] | None, num_patches: int,
                 for name in ("num_mel_bins", "max_length", "patch_size", "frequency_stride", "time_stride")
             )
             grid = ((mels - patch) // frequency_stride + 1, (frames - patch) // time_stride + 1)
-            if grid[0] * grid[1] == num_patches:
-                return grid
+            if grid[0] * grid[1] != num_patches:
+                # The saved config and its own weights disagree: a damaged checkpoint, not a geometry change
+                # (that comes as `from_pretrained(..., max_length=...)` over an intact config.json).
+                raise ValueError(
+                    f"{config_file} describes a {grid[0]} x {grid[1]} patch grid (num_mel_bins={mels}, max_length="
+                    f"{frames}) but the weights next to it hold {num_patches} patch positions: config.json was edited "
+                    "or belongs to another checkpoint. Restore the config saved with the weights; to fine-tune at "
+                    "another geometry, pass it to from_pretrained (e.g. max_length=128) instead of editing the file."
+                )
+            return grid
     frequency, time = config.patch_grid
     candidates = {
         grid

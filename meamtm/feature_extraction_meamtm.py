@@ -19,16 +19,31 @@ MAX_CHANNELS = 16
 INTEGER_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31, np.dtype(np.int8): 2.0**7}
 
 
-def to_mono_float32(clip, index: int = 0) -> np.ndarray:
-    """One clip as a 1-D float32 array in [-1, 1].
+# Float audio is expected in [-1, 1]; a peak above this looks like integer PCM stored as floats.
+SUSPICIOUS_PEAK = 2.0
 
-    Accepts lists, numpy arrays and torch tensors; int8/16/32 PCM is scaled by its full-scale value, uint8
-    PCM is centred at 128; float16/64 are cast. A 2-D clip is multi-channel audio in (channels, samples)
-    or (samples, channels) layout (the shorter axis is the channel axis) and is averaged to mono.
-    """
+
+def _as_numpy(clip) -> np.ndarray:
     if hasattr(clip, "detach") and hasattr(clip, "cpu"):  # a torch tensor, without importing torch here
-        clip = clip.detach().cpu().numpy()
-    array = np.asarray(clip)
+        clip = clip.detach().cpu()
+        if clip.is_floating_point() and clip.element_size() == 2:
+            clip = clip.float()  # numpy has no bfloat16
+        return clip.numpy()
+    return np.asarray(clip)
+
+
+def to_mono_float32(clip, index: int = 0) -> np.ndarray:
+    """One clip as a 1-D float32 array, the input contract of MEAMTM in one function.
+
+    Accepts lists, numpy arrays and torch tensors (any device, bfloat16 included); int8/16/32 PCM is scaled
+    by its full-scale value, uint8 PCM is centred at 128; float16/64 are cast. A 2-D clip is multi-channel
+    audio in (channels, samples) or (samples, channels) layout (the shorter axis is the channel axis) and is
+    averaged to mono. Raises `ValueError` for an empty clip and for NaN or infinite samples, `TypeError`
+    for non-numeric, complex and other integer dtypes. Float values are kept as they are (clipped audio at
+    +-1 is fine); a peak above 2 gets a warning, as it is usually integer PCM cast to float without scaling.
+    `index` only names the clip in error messages.
+    """
+    array = _as_numpy(clip)
     if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.number)):
         raise TypeError(f"Clip {index} has dtype {array.dtype}; audio must be float or integer PCM samples.")
     if np.issubdtype(array.dtype, np.complexfloating):
@@ -42,7 +57,8 @@ def to_mono_float32(clip, index: int = 0) -> np.ndarray:
             f"Clip {index} has dtype {array.dtype}; integer PCM must be int8, int16, int32 or uint8. "
             "Convert it to float in [-1, 1] first."
         )
-    array = array.astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, reported below
+        array = array.astype(np.float32, copy=False)
 
     if array.ndim == 2:
         channel_axis = int(np.argmin(array.shape))
@@ -63,6 +79,12 @@ def to_mono_float32(clip, index: int = 0) -> np.ndarray:
         raise ValueError(
             f"Clip {index} has {bad} NaN or infinite samples (a broken decoder or a division by zero upstream); "
             "fix or drop the clip, or replace them with np.nan_to_num(clip)."
+        )
+    if np.abs(array).max() > SUSPICIOUS_PEAK:
+        # One fixed message, so warning_once shows it once per process, not once per clip.
+        logger.warning_once(
+            f"A clip peaks above {SUSPICIOUS_PEAK}; float audio is expected in [-1, 1]. If it is integer PCM cast "
+            "to float, divide it by its full scale (32768 for 16-bit) or pass the integer array itself."
         )
     return array
 
@@ -144,6 +166,14 @@ class MeamtmFeatureExtractor(SequenceFeatureExtractor):
             )
 
         clips = [to_mono_float32(clip, index) for index, clip in enumerate(self._as_batch(raw_speech))]
+        limit = max_length or self.num_samples
+        longest = max(len(clip) for clip in clips)
+        if truncation and longest > limit:
+            logger.warning_once(
+                f"Clips longer than the model's window of {limit} samples ({limit / self.sampling_rate:.2f} s) are "
+                "cut to it. To classify all of a long recording, use "
+                "meamtm.MeamtmAudioClassificationPipeline (sliding windows) or `python -m meamtm.predict`."
+            )
         batch = BatchFeature({"input_values": clips})
         padded = self.pad(
             batch,
@@ -159,13 +189,20 @@ class MeamtmFeatureExtractor(SequenceFeatureExtractor):
     @staticmethod
     def _as_batch(raw_speech) -> list:
         if hasattr(raw_speech, "detach") and hasattr(raw_speech, "cpu"):
-            raw_speech = raw_speech.detach().cpu().numpy()
+            raw_speech = _as_numpy(raw_speech)
         if isinstance(raw_speech, np.ndarray):
             if raw_speech.ndim == 1:
                 return [raw_speech]
             if raw_speech.ndim == 2:
                 # A 2-D array is a batch (batch, num_samples), as everywhere in transformers; a single
-                # multi-channel clip goes in a list: [clip].
+                # multi-channel clip goes in a list: [clip]. "Clips" of at most MAX_CHANNELS samples are
+                # shorter than any analysis window: that is one clip in (samples, channels) layout.
+                if raw_speech.shape[0] > raw_speech.shape[1] and raw_speech.shape[1] <= MAX_CHANNELS:
+                    raise ValueError(
+                        f"Got an array of shape {raw_speech.shape}, read as a batch of {raw_speech.shape[0]} clips of "
+                        f"{raw_speech.shape[1]} samples. For one multi-channel clip in (samples, channels) layout pass "
+                        "it in a list, [clip], and it is mixed down to mono."
+                    )
                 return list(raw_speech)
             raise ValueError(
                 f"Got an array of shape {raw_speech.shape}; pass (num_samples,), (batch, num_samples), or a list "
@@ -183,4 +220,4 @@ class MeamtmFeatureExtractor(SequenceFeatureExtractor):
         )
 
 
-__all__ = ["MeamtmFeatureExtractor"]
+__all__ = ["MeamtmFeatureExtractor", "to_mono_float32"]

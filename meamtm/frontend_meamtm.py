@@ -173,7 +173,10 @@ class MeamtmFrontend(nn.Module):
             if num_frames > 0:
                 # Samples past the last frame that fits in `max_length` never reach the output.
                 waveforms = waveforms[:, : (num_frames - 1) * config.hop_length + config.win_length]
-                if self.backend_for(waveforms) == "fft":
+                if self.backend_for(waveforms) == "fft" and (torch.compiler.is_compiling() or torch.jit.is_tracing()):
+                    # One graph for any batch size: a loop over pieces would fix the batch size in the graph.
+                    output[:, :num_frames] = self._log_mel(self._power_fft(waveforms))
+                elif self.backend_for(waveforms) == "fft":
                     for start, piece in zip(range(0, batch_size, chunk := self._fft_chunk(waveforms)), waveforms.split(chunk)):
                         output[start : start + chunk, :num_frames] = self._log_mel(self._power_fft(piece))
                 else:
@@ -196,15 +199,16 @@ class MeamtmFrontend(nn.Module):
 
     def _power_conv(self, waveforms: torch.Tensor) -> torch.Tensor:
         """nnAudio's STFT convolution with the folded kernels: `(batch, samples)` -> power `(batch, frames, freq)`."""
-        padded = nn.functional.pad(waveforms.to(self.stft.wcos.dtype), (self.left_pad, self.right_pad))
-        spectrum = self.stft(padded, output_format="Complex")  # (batch, freq, frames, 2)
-        real, imag = spectrum.unbind(-1)
+        padded = nn.functional.pad(waveforms.to(self.stft.wcos.dtype), (self.left_pad, self.right_pad))[:, None]
+        # The two convolutions of `STFT.forward` (center=False), called on its kernels directly: that forward
+        # also stores `self.num_samples = x.shape[-1]`, a module mutation that torch.export (strict) drops as a
+        # side effect and non-strict export would leave holding a symbolic size.
+        real = nn.functional.conv1d(padded, self.stft.wcos, stride=self.stft.stride)  # (batch, freq, frames)
+        imag = nn.functional.conv1d(padded, self.stft.wsin, stride=self.stft.stride)
         return (real * real + imag * imag).transpose(1, 2)
 
     def _fft_chunk(self, waveforms: torch.Tensor) -> int:
         """Clips per FFT piece: a frame buffer of about `FFT_CHUNK_BYTES` stays in cache (3x faster on CPU)."""
-        if torch.compiler.is_compiling() or torch.jit.is_tracing():
-            return waveforms.shape[0]  # one graph for any batch size
         config = self.config
         frame_bytes = config.n_fft * self.window.element_size() * config.num_frames_of(waveforms.shape[-1])
         return max(1, FFT_CHUNK_BYTES // frame_bytes)

@@ -5,9 +5,11 @@ to one; the difference is `MeamtmFrontend`, which turns waveforms into AST's log
 `forward`, on the model's device, batched.
 """
 
+import os
 from collections.abc import Callable
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
@@ -15,12 +17,16 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import logging
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_meamtm import MeamtmConfig
 from .convert_meamtm import adapt_mismatched_position_embeddings, model_from_vit
 from .frontend_meamtm import MeamtmFrontend
+
+
+logger = logging.get_logger(__name__)
 
 
 class MeamtmPatchEmbeddings(nn.Module):
@@ -205,13 +211,86 @@ class MeamtmPreTrainedModel(PreTrainedModel):
         adapt_mismatched_position_embeddings(model, loading_info, state_dict, checkpoint_files)
         return loading_info, disk_offload_index
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, use_safetensors: bool | None = None, **kwargs):
+        """`PreTrainedModel.from_pretrained`, restricted to safetensors, with clear errors for damaged files.
+
+        Loading never unpickles: a checkpoint with only `pytorch_model.bin` (a pickle, which can run code when
+        loaded) is refused, `use_safetensors=False` is refused, and `use_safetensors=True` is always passed on.
+        A truncated or corrupted weight file, weights whose shapes do not fit `config.json`, and weights with
+        NaN or infinite values raise a `ValueError` that names the file and the fix.
+        """
+        if use_safetensors is False:
+            raise ValueError(
+                "MEAMTM loads safetensors weights only (use_safetensors=False was passed): pickled weights can run "
+                "code when loaded. Convert them once, where you trust the file, with save_pretrained()."
+            )
+        _refuse_pickled_weights(pretrained_model_name_or_path, kwargs.get("subfolder", ""))
+        try:
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, use_safetensors=True, **kwargs)
+        except SafetensorError as error:
+            raise ValueError(
+                f"The weights of {pretrained_model_name_or_path} are not a readable safetensors file ({error}): the "
+                "file is truncated or corrupted. Download it again (force_download=True) or save the model again."
+            ) from error
+        except RuntimeError as error:
+            if "ignore_mismatched_sizes" not in str(error):
+                raise
+            raise ValueError(
+                f"The weights of {pretrained_model_name_or_path} do not have the shapes its config describes (see the "
+                "load report above): config.json was edited or belongs to another checkpoint. Restore the config "
+                "that was saved with the weights, or pass ignore_mismatched_sizes=True to re-initialise the "
+                "mismatched weights on purpose (e.g. a new classifier head)."
+            ) from error
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        for name, parameter in model.named_parameters():
+            if parameter.device.type != "meta" and not bool(torch.isfinite(parameter).all()):
+                raise ValueError(
+                    f"Weight {name} loaded from {pretrained_model_name_or_path} holds NaN or infinite values: the "
+                    "weight file is corrupted (or was saved from a diverged run). Download it again or use another "
+                    "checkpoint."
+                )
+        return loaded
+
     def no_weight_decay(self) -> set[str]:
         """Parameter names that AST/timm keep out of weight decay (tokens and positional embeddings)."""
         return {name for name, _ in self.named_parameters() if name.endswith(("_token", "position_embeddings"))}
 
 
-def _check_waveforms(input_values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """Validate `(batch, num_samples)` waveforms; return per-clip lengths `(batch,)` from the mask, if any."""
+def _refuse_pickled_weights(path, subfolder: str = ""):
+    """Raise if a local checkpoint holds only pickled weights (`pytorch_model.bin` or a `.bin`/`.pt` file)."""
+    path = os.fspath(path) if path is not None else None
+    if path is None:
+        return
+    if os.path.isfile(path) and not path.endswith(".safetensors"):
+        raise ValueError(
+            f"{path} is not a .safetensors file: MEAMTM loads safetensors weights only, because pickled weights "
+            "(.bin, .pt) can run code when loaded. Pass the checkpoint directory or a .safetensors file."
+        )
+    directory = os.path.join(path, subfolder)
+    if os.path.isdir(directory):
+        names = set(os.listdir(directory))
+        has_safetensors = any(name.endswith((".safetensors", ".safetensors.index.json")) for name in names)
+        pickled = sorted(name for name in names if name.endswith((".bin", ".bin.index.json", ".pt", ".pth")))
+        if pickled and not has_safetensors:
+            raise ValueError(
+                f"{directory} holds pickled weights only ({', '.join(pickled)}), which can run code when loaded; "
+                "MEAMTM loads safetensors only. Where you trust the file, load it once with transformers' own "
+                "class and save_pretrained() it, which writes model.safetensors."
+            )
+
+
+def _check_waveforms(
+    input_values: torch.Tensor, attention_mask: torch.Tensor | None, config: MeamtmConfig | None = None
+) -> torch.Tensor | None:
+    """Validate `(batch, num_samples)` waveforms; return per-clip lengths `(batch,)` from the mask, if any.
+
+    Shapes and dtypes are checked always (free). Non-finite samples are checked in eager mode only: one
+    `isfinite` pass and, on an accelerator, one device sync per forward; a NaN input would otherwise turn
+    into NaN logits, and in training into NaN weights, silently. Under torch.compile / torch.export /
+    tracing the check is left out, so it never breaks or specialises a graph (validate upstream there:
+    `MeamtmFeatureExtractor` refuses non-finite clips).
+    """
     if not isinstance(input_values, torch.Tensor):
         raise TypeError(
             f"input_values must be a torch.Tensor of waveforms, got {type(input_values).__name__}: "
@@ -231,6 +310,25 @@ def _check_waveforms(input_values: torch.Tensor, attention_mask: torch.Tensor | 
         raise ValueError(
             f"input_values must have shape (batch, num_samples), got {tuple(input_values.shape)}: {hint}."
         )
+    if input_values.shape[0] == 0 or input_values.shape[1] == 0:
+        raise ValueError(
+            f"input_values has shape {tuple(input_values.shape)}: empty batch or empty waveforms. Drop empty clips "
+            "before calling the model (MeamtmFeatureExtractor raises on them)."
+        )
+    if config is not None and input_values.shape[1] < config.win_length:
+        logger.warning_once(
+            f"input_values has {input_values.shape[1]} samples, fewer than one analysis window (win_length="
+            f"{config.win_length}): the spectrogram is all padding frames, as ASTFeatureExtractor makes it, and "
+            "the logits are those of an empty clip."
+        )
+    if not (torch.compiler.is_compiling() or torch.jit.is_tracing()):
+        finite = torch.isfinite(input_values).all(dim=-1)
+        if not bool(finite.all()):
+            rows = (~finite).nonzero().flatten().tolist()
+            raise ValueError(
+                f"input_values rows {rows} hold NaN or infinite samples (a broken decoder or a division by zero "
+                "upstream): fix or drop those clips, or replace the values with torch.nan_to_num(input_values)."
+            )
     if attention_mask is None:
         return None
     if attention_mask.shape != input_values.shape:
@@ -270,7 +368,7 @@ class MeamtmModel(MeamtmPreTrainedModel):
             1 for real samples, 0 for padding (as `MeamtmFeatureExtractor` returns it). Frames that reach into
             the padding become AST's padding frames, so a clip gives the same output alone or in a batch.
         """
-        lengths = _check_waveforms(input_values, attention_mask)
+        lengths = _check_waveforms(input_values, attention_mask, self.config)
         spectrogram = self.frontend(input_values, lengths)
         dtype = self.embeddings.patch_embeddings.projection.weight.dtype
         hidden_states = self.embeddings(spectrogram.to(dtype))

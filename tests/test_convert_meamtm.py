@@ -466,5 +466,5 @@ def test_from_pretrained_fits_positions_to_a_new_geometry(tmp_path, caplog, save
 
 def test_other_mismatches_still_fail_loudly(tmp_path):
     MeamtmForAudioClassification(tiny_config(num_labels=3)).save_pretrained(tmp_path)
-    with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):
+    with pytest.raises(ValueError, match="ignore_mismatched_sizes"):
         MeamtmForAudioClassification.from_pretrained(tmp_path, num_labels=5, max_length=128)
