@@ -99,13 +99,18 @@ def load_metadata_file(path: str, audio_column: str, streaming: bool = False, ca
         batch[audio_column] = [p if os.path.isabs(p) else os.path.join(folder, p) for p in batch[audio_column]]
         return batch
 
+    dataset = dataset.map(absolute, batched=True)
+    if isinstance(dataset, IterableDataset):
+        return dataset  # features unknown until read: AudioTransform decodes the paths as they come
     # CSV/JSON strings load as large_string, which `Audio` cannot cast from: make them plain strings first.
-    return dataset.map(absolute, batched=True).cast_column(audio_column, Value("string"))
+    return dataset.cast_column(audio_column, Value("string"))
 
 
 def check_columns(dataset, audio_column: str, label_column: str | None, where: str = "the data set") -> None:
     """Raise a `ValueError` listing the columns that exist if the audio or label column is missing."""
     columns = list(dataset.column_names or (dataset.features or {}).keys())
+    if not columns and isinstance(dataset, IterableDataset):  # a stream whose features are known only once read
+        columns = list(next(iter(dataset.take(1)), {}).keys())
     for flag, name in (("--audio_column", audio_column), ("--label_column", label_column)):
         if name is not None and name not in columns:
             raise ValueError(f"{flag} {name!r} is not a column of {where}; its columns are {columns}.")
@@ -155,9 +160,10 @@ def label_space_of(dataset, label_column: str, label_names: list[str] | None = N
             f"The label column {label_column!r} of a streamed data set has no ClassLabel feature, so its classes "
             "cannot be known without reading all of it: pass --class_names with the class names."
         )
-    values = dataset.unique(label_column)
-    if multi_label:
-        values = {value for row in values for value in row}
+    if multi_label:  # Arrow has no `unique` for list columns
+        values = {value for row in dataset.select_columns(label_column)[label_column] for value in row}
+    else:
+        values = dataset.unique(label_column)
     return LabelSpace(sorted({str(value) for value in values}), multi_label)
 
 
@@ -171,9 +177,10 @@ def check_labels(dataset, label_column: str, labels: LabelSpace, where: str) -> 
         raise ValueError(f"The label column {label_column!r} of {where} holds {kind} per clip, unlike the training data.")
     if isinstance(inner, ClassLabel):
         values = set(inner.names)
+    elif multi_label:
+        values = {str(v) for row in dataset.select_columns(label_column)[label_column] for v in row}
     else:
-        values = dataset.unique(label_column)
-        values = {str(v) for row in values for v in row} if multi_label else {str(v) for v in values}
+        values = {str(v) for v in dataset.unique(label_column)}
     unknown = sorted(values - set(labels.names))
     if unknown:
         raise ValueError(
@@ -374,7 +381,8 @@ def unreadable_files(fault_log: str | None) -> list[str]:
 
 def prepare_dataset(dataset, transform: AudioTransform):
     """Cast the audio column to undecoded `Audio` at the model's rate and attach `transform` (lazy, no cache)."""
-    dataset = dataset.cast_column(transform.audio_column, Audio(sampling_rate=transform.sampling_rate, decode=False))
+    if dataset.features is not None:  # a stream of unknown features carries paths, which the transform decodes
+        dataset = dataset.cast_column(transform.audio_column, Audio(sampling_rate=transform.sampling_rate, decode=False))
     if isinstance(dataset, IterableDataset):
         return dataset.map(transform, batched=True, batch_size=16, remove_columns=list(dataset.column_names or []))
     dataset.set_transform(transform)

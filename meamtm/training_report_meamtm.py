@@ -75,8 +75,12 @@ def write_model_card(
     recipe: dict,
     base_model: str | None = None,
     figures: list[str] = (),
+    hub_dataset: bool = False,
 ) -> str:
-    """Write `README.md` in `output_dir`: metadata with the results (`model-index`), then what, how, how well."""
+    """Write `README.md` in `output_dir`: metadata with the results (`model-index`), then what, how, how well.
+
+    `hub_dataset`: `dataset_name` is a Hub data set id (listed in the metadata), not a local path.
+    """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     task = "audio-classification"
@@ -87,7 +91,7 @@ def write_model_card(
         pipeline_tag=task,
         tags=["audio-classification", "meamtm", "audio-spectrogram-transformer"],
         base_model=base_model,
-        datasets=[dataset_name] if "/" in dataset_name else None,
+        datasets=[dataset_name] if hub_dataset else None,
         model_name=model_name,
         eval_results=[
             EvalResult(task_type=task, dataset_type=dataset_name, dataset_name=dataset_name, metric_type=key, metric_value=float(value))

@@ -240,8 +240,8 @@ def write_reports(trainer, metrics: dict, prediction, labels, data_name: str, mo
         "balanced sampling": data_args.balanced_sampling,
         "weights averaged over last checkpoints": model_args.average_last_checkpoints or "no",
     }
-    write_model_card(output_dir, Path(output_dir).name, data_name, metrics, labels.names, recipe,
-                     base_model=model_args.model_name_or_path, figures=figures)
+    write_model_card(output_dir, args.hub_model_id or Path(output_dir).name, data_name, metrics, labels.names, recipe,
+                     base_model=model_args.model_name_or_path, figures=figures, hub_dataset=bool(data_args.dataset_name))
 
 
 def classify_held_out_clip(output_dir: str, eval_dataset, audio_column: str, labels) -> None:
