@@ -167,6 +167,12 @@ def label_space_of(dataset, label_column: str, label_names: list[str] | None = N
     return LabelSpace(sorted({str(value) for value in values}), multi_label)
 
 
+def class_names_of(dataset, label_column: str) -> list[str] | None:
+    """The `ClassLabel` names of a label column (or of its list items), which its integers index; else `None`."""
+    inner, _ = _inner_feature((dataset.features or {}).get(label_column))
+    return list(inner.names) if isinstance(inner, ClassLabel) else None
+
+
 def check_labels(dataset, label_column: str, labels: LabelSpace, where: str) -> None:
     """Raise a `ValueError` naming labels of `dataset` that are not among the training classes."""
     if isinstance(dataset, IterableDataset):
@@ -247,6 +253,10 @@ class AudioTransform:
 
     A clip that cannot be read raises `UnreadableAudioError` naming its file, or, with `skip_unreadable`, yields
     `input_values=None` (dropped by `AudioCollator`) and its path is appended to `fault_log`.
+
+    `column_class_names`: the split's own `ClassLabel` names (`class_names_of`), which its integer labels index;
+    they are mapped by name, since two folders can hold different classes in a different order. Without them,
+    labels are names (an integer label 3 is the class named "3").
     """
 
     def __init__(
@@ -261,7 +271,9 @@ class AudioTransform:
         seed: int = 0,
         skip_unreadable: bool = False,
         fault_log: str | None = None,
+        column_class_names: list[str] | None = None,
     ):
+        self.column_class_names = column_class_names
         self.audio_column = audio_column
         self.label_column = label_column
         self.labels = labels
@@ -311,11 +323,10 @@ class AudioTransform:
             ) from None
 
     def _index(self, item) -> int:
-        # ClassLabel columns arrive as integers already; other columns as names.
-        if isinstance(item, (int, np.integer)) and not isinstance(item, bool) and str(item) not in self.label2id:
-            if 0 <= item < len(self.labels.names):
-                return int(item)
-            raise KeyError(item)
+        if self.column_class_names is not None and isinstance(item, (int, np.integer)):
+            if not 0 <= item < len(self.column_class_names):
+                raise KeyError(item)
+            item = self.column_class_names[item]
         return self.label2id[str(item)]
 
     def crop(self, wave: np.ndarray, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
@@ -380,7 +391,12 @@ def unreadable_files(fault_log: str | None) -> list[str]:
 
 
 def prepare_dataset(dataset, transform: AudioTransform):
-    """Cast the audio column to undecoded `Audio` at the model's rate and attach `transform` (lazy, no cache)."""
+    """Cast the audio column to undecoded `Audio` at the model's rate and attach `transform` (lazy, no cache).
+
+    A transform without `column_class_names` gets the data set's own (`class_names_of`).
+    """
+    if transform.column_class_names is None:
+        transform.column_class_names = class_names_of(dataset, transform.label_column)
     if dataset.features is not None:  # a stream of unknown features carries paths, which the transform decodes
         dataset = dataset.cast_column(transform.audio_column, Audio(sampling_rate=transform.sampling_rate, decode=False))
     if isinstance(dataset, IterableDataset):
@@ -432,7 +448,9 @@ def balanced_sampling_weights(dataset, label_column: str, labels: LabelSpace) ->
     """
     if isinstance(dataset, IterableDataset):
         raise ValueError("Balanced sampling needs the label counts of a map-style data set; it cannot stream (drop --streaming).")
-    transform = AudioTransform("unused", label_column, labels, 1, 1, train=False)
+    transform = AudioTransform(
+        "unused", label_column, labels, 1, 1, train=False, column_class_names=class_names_of(dataset, label_column)
+    )
     column = dataset.with_format(None)[label_column] if hasattr(dataset, "with_format") else dataset[label_column]
     rows = [transform.label_of(value, f"row {index}") for index, value in enumerate(column)]
     targets = np.zeros((len(rows), len(labels.names)), dtype=np.float64)
@@ -542,6 +560,7 @@ __all__ = [
     "balanced_sampling_weights",
     "check_columns",
     "check_labels",
+    "class_names_of",
     "label_space_of",
     "load_splits",
     "prepare_dataset",

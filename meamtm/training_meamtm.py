@@ -12,7 +12,6 @@
 
 import importlib.util
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,11 +236,6 @@ def average_checkpoints(folders: list[str]) -> dict[str, torch.Tensor]:
         else:
             averaged[key] = last
     return averaged
-
-
-def steps_per_epoch(num_clips: int, batch_size: int, world_size: int = 1, accumulation: int = 1) -> int:
-    """Optimizer steps in one epoch of `num_clips` clips."""
-    return max(1, math.ceil(num_clips / (batch_size * world_size)) // accumulation)
 
 
 __all__ = [

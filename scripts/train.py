@@ -36,6 +36,7 @@ from meamtm.training_data_meamtm import (  # noqa: E402
     balanced_sampling_weights,
     check_columns,
     check_labels,
+    class_names_of,
     label_space_of,
     load_splits,
     prepare_dataset,
@@ -65,7 +66,7 @@ BUILTIN_RECIPE = [
     "--config_name", "small",
     "--config_overrides", "sampling_rate=8000,max_length=100",
     "--output_dir", "meamtm-builtin",
-    "--num_train_epochs", "6",
+    "--num_train_epochs", "12",
     "--learning_rate", "1e-3",
     "--warmup_steps", "100",
     "--weight_decay", "0.05",
@@ -244,7 +245,7 @@ def write_reports(trainer, metrics: dict, prediction, labels, data_name: str, mo
                      base_model=model_args.model_name_or_path, figures=figures, hub_dataset=bool(data_args.dataset_name))
 
 
-def classify_held_out_clip(output_dir: str, eval_dataset, audio_column: str, labels) -> None:
+def classify_held_out_clip(output_dir: str, eval_dataset, audio_column: str, label_column: str, labels) -> None:
     """The built-in recipe's last step: one evaluation clip through pipeline("audio-classification")."""
     row = eval_dataset.cast_column(audio_column, Audio(decode=False))[0]
     classifier = pipeline("audio-classification", model=output_dir)
@@ -254,7 +255,8 @@ def classify_held_out_clip(output_dir: str, eval_dataset, audio_column: str, lab
     else:
         clip = AudioTransform(audio_column, "unused", labels, classifier.feature_extractor.sampling_rate, 1, False).decode(value)
         shown = "a held-out synthetic clip"
-    true = labels.names[row["label"]] if isinstance(row["label"], int) else row["label"]
+    names = class_names_of(eval_dataset, label_column)
+    true = names[row[label_column]] if names else row[label_column]
     print(f"\nHeld-out clip {shown} (true label: {true}):")
     for guess in classifier(clip, top_k=3):
         print(f"  {guess['label']:>12}  {guess['score']:.3f}")
@@ -284,6 +286,7 @@ def main(argv: list[str] | None = None) -> dict:
             data_args.audio_column, data_args.label_column, labels, extractor.sampling_rate, extractor.num_samples,
             train=role == "train", augmentation=data_args.augmentation, seed=training_args.seed,
             skip_unreadable=data_args.skip_unreadable_files, fault_log=fault_log,
+            column_class_names=class_names_of(splits[role], data_args.label_column),
         )
         for role in splits
     }
@@ -323,7 +326,7 @@ def main(argv: list[str] | None = None) -> dict:
     if training_args.push_to_hub:
         trainer.push_to_hub(commit_message="End of training")
     if not data_args.has_source and trainer.is_world_process_zero():
-        classify_held_out_clip(training_args.output_dir, splits["eval"], data_args.audio_column, labels)
+        classify_held_out_clip(training_args.output_dir, splits["eval"], data_args.audio_column, data_args.label_column, labels)
     return metrics
 
 

@@ -19,6 +19,7 @@ from meamtm.training_data_meamtm import (
     balanced_sampling_weights,
     check_columns,
     check_labels,
+    class_names_of,
     label_space_of,
     load_splits,
     prepare_dataset,
@@ -155,8 +156,21 @@ def test_multi_label_targets_are_multi_hot(clip_file):
 def test_unknown_label_names_the_clip_and_the_label(clip_file):
     with pytest.raises(ValueError, match=r"tone\.wav has label 'eleven'.*training classes"):
         transform()({"audio": [clip_file], "label": ["eleven"]})
-    with pytest.raises(ValueError, match=r"has label 12"):
+    with pytest.raises(ValueError, match=r"has label '12'"):
         transform()({"audio": [clip_file], "label": [12]})
+    with pytest.raises(ValueError, match=r"has label 2,"):
+        transform(column_class_names=["3", "4"])({"audio": [clip_file], "label": [2]})
+
+
+def test_class_label_integers_are_mapped_by_name(clip_file):
+    # An evaluation folder with only some of the classes numbers them in its own order.
+    evaluation = Dataset.from_dict({"label": [0, 1]}, features=Features(label=ClassLabel(names=["dog", "rain"])))
+    names = class_names_of(evaluation, "label")
+    assert names == ["dog", "rain"]
+    labels = LabelSpace(["cat", "dog", "rain"], False)
+    out = transform(labels=labels, column_class_names=names)({"audio": [clip_file] * 2, "label": [0, 1]})
+    assert out["labels"] == [1, 2]
+    assert class_names_of(Dataset.from_dict({"label": ["x"]}), "label") is None
 
 
 def test_label_spaces_from_features_values_and_lists():
