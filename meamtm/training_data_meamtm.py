@@ -19,7 +19,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, IterableDataset, List, Sequence, Value, load_dataset
+from datasets import (
+    Audio,
+    ClassLabel,
+    Dataset,
+    DatasetDict,
+    Features,
+    IterableDataset,
+    List,
+    Sequence,
+    Value,
+    load_dataset,
+)
 from transformers import TrainerCallback
 from transformers.utils import logging
 
@@ -52,7 +63,8 @@ def load_splits(
     a `metadata.csv`), or CSV/JSON metadata files (`train_file`/`eval_file`) whose `audio_column` holds paths,
     relative paths being read from the metadata file's folder.
     """
-    sources = [name for name, value in (("dataset_name", dataset_name), ("train_dir", train_dir), ("train_file", train_file)) if value]
+    given = (("dataset_name", dataset_name), ("train_dir", train_dir), ("train_file", train_file))
+    sources = [name for name, value in given if value]
     if len(sources) != 1:
         raise ValueError(
             f"Give exactly one data source (--dataset_name, --train_dir or --train_file), got {sources or 'none'}."
@@ -180,7 +192,9 @@ def check_labels(dataset, label_column: str, labels: LabelSpace, where: str) -> 
     inner, multi_label = _inner_feature(dataset.features.get(label_column))
     if multi_label != labels.multi_label:
         kind = "a list of labels" if multi_label else "one label"
-        raise ValueError(f"The label column {label_column!r} of {where} holds {kind} per clip, unlike the training data.")
+        raise ValueError(
+            f"The label column {label_column!r} of {where} holds {kind} per clip, unlike the training data."
+        )
     if isinstance(inner, ClassLabel):
         values = set(inner.names)
     elif multi_label:
@@ -226,7 +240,8 @@ class WaveformAugmentation:
         if self.noise_snr_db > 0 and rng.random() < 0.5:
             power = float(np.mean(wave.astype(np.float64) ** 2)) + 1e-10
             snr = rng.uniform(self.noise_snr_db, self.noise_snr_db + 20)
-            wave = wave + rng.standard_normal(len(wave)).astype(np.float32) * np.float32(math.sqrt(power / 10 ** (snr / 10)))
+            scale = np.float32(math.sqrt(power / 10 ** (snr / 10)))
+            wave = wave + rng.standard_normal(len(wave)).astype(np.float32) * scale
         return np.clip(wave, -1.0, 1.0).astype(np.float32)
 
 
@@ -398,7 +413,8 @@ def prepare_dataset(dataset, transform: AudioTransform):
     if transform.column_class_names is None:
         transform.column_class_names = class_names_of(dataset, transform.label_column)
     if dataset.features is not None:  # a stream of unknown features carries paths, which the transform decodes
-        dataset = dataset.cast_column(transform.audio_column, Audio(sampling_rate=transform.sampling_rate, decode=False))
+        encoded = Audio(sampling_rate=transform.sampling_rate, decode=False)
+        dataset = dataset.cast_column(transform.audio_column, encoded)
     if isinstance(dataset, IterableDataset):
         return dataset.map(transform, batched=True, batch_size=16, remove_columns=list(dataset.column_names or []))
     dataset.set_transform(transform)
@@ -442,12 +458,14 @@ class EpochCallback(TrainerCallback):
 
 
 def balanced_sampling_weights(dataset, label_column: str, labels: LabelSpace) -> np.ndarray:
-    """Per-clip sampling weights `(num_clips,)`: the sum over its labels of 1 / label frequency (PSLA, Gong et al. 2021).
+    """Per-clip sampling weights `(num_clips,)`: the sum over its labels of 1 / label frequency (PSLA, Gong 2021).
 
     Drawing clips with these weights shows every class about equally often; it reads only the label column.
     """
     if isinstance(dataset, IterableDataset):
-        raise ValueError("Balanced sampling needs the label counts of a map-style data set; it cannot stream (drop --streaming).")
+        raise ValueError(
+            "Balanced sampling needs the label counts of a map-style data set; it cannot stream (drop --streaming)."
+        )
     transform = AudioTransform(
         "unused", label_column, labels, 1, 1, train=False, column_class_names=class_names_of(dataset, label_column)
     )
@@ -471,7 +489,8 @@ class BalancedSampler(torch.utils.data.Sampler):
     """
 
     def __init__(self, weights: np.ndarray, seed: int = 0):
-        if len(weights) == 0 or not np.all(np.isfinite(weights)) or np.any(np.asarray(weights) < 0) or np.sum(weights) <= 0:
+        weights = np.asarray(weights, dtype=np.float64)
+        if len(weights) == 0 or not np.all(np.isfinite(weights)) or np.any(weights < 0) or np.sum(weights) <= 0:
             raise ValueError("Balanced sampling needs finite, non-negative clip weights with a positive sum.")
         self.weights = torch.as_tensor(np.asarray(weights), dtype=torch.float64)
         self.seed = seed
@@ -542,7 +561,8 @@ def synthetic_sounds(num_per_class: int = 60, sampling_rate: int = 8000, seed: i
             "audio": [{"array": clips[i], "sampling_rate": sampling_rate} for i in indices],
             "label": [labels[i] for i in indices],
         }
-        return Dataset.from_dict(data, features=Features(audio=Audio(sampling_rate=sampling_rate), label=ClassLabel(names=names)))
+        features = Features(audio=Audio(sampling_rate=sampling_rate), label=ClassLabel(names=names))
+        return Dataset.from_dict(data, features=features)
 
     return DatasetDict(
         train=split([i for i in order if i not in held_out]), test=split([i for i in order if i in held_out])

@@ -35,10 +35,12 @@ logger = logging.get_logger(__name__)
 # (1.28 s at a 10 ms hop): short clips (keywords, digits, events) train fast on a CPU. `base` is AST-base.
 PRESETS = {
     "tiny": dict(
-        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, num_mel_bins=64, max_length=128
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, num_mel_bins=64,
+        max_length=128,
     ),
     "small": dict(
-        hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768, num_mel_bins=64, max_length=128
+        hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768, num_mel_bins=64,
+        max_length=128,
     ),
     "base": {},
 }
@@ -66,7 +68,10 @@ class MeamtmTrainingArguments(TrainingArguments):
 
 
 def parse_overrides(overrides: str | None) -> dict:
-    """`"hidden_size=192,num_hidden_layers=4"` -> `{"hidden_size": 192, "num_hidden_layers": 4}`, typed by the config."""
+    """`"hidden_size=192,num_hidden_layers=4"` -> `{"hidden_size": 192, "num_hidden_layers": 4}`.
+
+    Values are typed by the `MeamtmConfig` field's default (bool, int, float, str); `none` is `None`.
+    """
     if not overrides:
         return {}
     defaults = MeamtmConfig()
@@ -118,7 +123,7 @@ def build_config(
     if rate and not {"win_length", "hop_length", "n_fft"} & overrides.keys():
         win_length, hop_length = round(0.025 * rate), round(0.010 * rate)
         overrides.update(win_length=win_length, hop_length=hop_length, n_fft=1 << (win_length - 1).bit_length())
-        logger.info(f"sampling_rate={rate}: 25 ms window and 10 ms hop are win_length={win_length}, hop_length={hop_length}.")
+        logger.info(f"sampling_rate={rate}: a 25 ms window and 10 ms hop are {win_length} and {hop_length} samples.")
     values.update(overrides)
     if labels is not None:
         values.update(label2id=labels.label2id, id2label=labels.id2label, problem_type=labels.problem_type)
@@ -142,7 +147,9 @@ def make_compute_metrics(labels: LabelSpace):
     def compute_single_label(prediction):
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         return metric.compute(
-            predictions=np.argmax(logits, axis=-1), references=prediction.label_ids, labels=list(range(len(labels.names)))
+            predictions=np.argmax(logits, axis=-1),
+            references=prediction.label_ids,
+            labels=list(range(len(labels.names))),
         )
 
     return compute_single_label
@@ -228,7 +235,9 @@ def average_checkpoints(folders: list[str]) -> dict[str, torch.Tensor]:
     keys = set(states[-1])
     for folder, state in zip(folders, states):
         if set(state) != keys:
-            raise ValueError(f"Checkpoint {folder} has other weights than {folders[-1]}: average checkpoints of one run.")
+            raise ValueError(
+                f"Checkpoint {folder} has other weights than {folders[-1]}: average checkpoints of one run."
+            )
     averaged = {}
     for key, last in states[-1].items():
         if last.is_floating_point():

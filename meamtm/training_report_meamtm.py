@@ -85,7 +85,8 @@ def write_model_card(
 
     task = "audio-classification"
     metric_values = {key.removeprefix("eval_"): value for key, value in results.items() if key.startswith("eval_")}
-    scores = {k: v for k, v in metric_values.items() if k not in ("runtime", "samples_per_second", "steps_per_second", "epoch")}
+    speed = ("runtime", "samples_per_second", "steps_per_second", "epoch")
+    scores = {k: v for k, v in metric_values.items() if k not in speed}
     card_data = ModelCardData(
         library_name="transformers",
         pipeline_tag=task,
@@ -94,7 +95,10 @@ def write_model_card(
         datasets=[dataset_name] if hub_dataset else None,
         model_name=model_name,
         eval_results=[
-            EvalResult(task_type=task, dataset_type=dataset_name, dataset_name=dataset_name, metric_type=key, metric_value=float(value))
+            EvalResult(
+                task_type=task, dataset_type=dataset_name, dataset_name=dataset_name, metric_type=key,
+                metric_value=float(value),
+            )
             for key, value in scores.items()
         ]
         or None,

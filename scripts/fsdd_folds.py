@@ -17,7 +17,7 @@ from transformers import HfArgumentParser
 
 @dataclass
 class FoldArguments:
-    fsdd_dir: str = field(default="../shared/data/fsdd", metadata={"help": "FSDD in audiofolder layout (split/digit/x.wav)."})
+    fsdd_dir: str = field(default="../shared/data/fsdd", metadata={"help": "FSDD folder (split/digit/x.wav)."})
     output_dir: str = field(default="fsdd-folds", metadata={"help": "Where <speaker>/train.csv and test.csv go."})
 
 

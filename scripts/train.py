@@ -18,10 +18,15 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import transformers
 from datasets import Audio
-from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, HfArgumentParser, TrainingArguments, pipeline
+from transformers import (
+    AutoFeatureExtractor,
+    AutoModelForAudioClassification,
+    HfArgumentParser,
+    TrainingArguments,
+    pipeline,
+)
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import set_seed
 from safetensors.torch import load_file
@@ -83,13 +88,13 @@ BUILTIN_RECIPE = [
 class DataTrainingArguments:
     """Where the audio comes from, which columns hold what, and how clips are prepared."""
 
-    dataset_name: str | None = field(default=None, metadata={"help": "A data set on the Hub (or a local loading script)."})
+    dataset_name: str | None = field(default=None, metadata={"help": "A data set on the Hub."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "Its configuration name."})
     train_split_name: str = field(default="train", metadata={"help": "Training split of --dataset_name."})
     eval_split_name: str = field(default="test", metadata={"help": "Evaluation split of --dataset_name ('' for none)."})
     train_dir: str | None = field(default=None, metadata={"help": "audiofolder of training clips (label/clip.wav)."})
     eval_dir: str | None = field(default=None, metadata={"help": "audiofolder of evaluation clips."})
-    train_file: str | None = field(default=None, metadata={"help": "CSV/JSON metadata of training clips (a path column)."})
+    train_file: str | None = field(default=None, metadata={"help": "CSV/JSON metadata of training clips (paths)."})
     eval_file: str | None = field(default=None, metadata={"help": "CSV/JSON metadata of evaluation clips."})
     audio_column: str = field(default="audio", metadata={"help": "Column with the audio (or paths)."})
     label_column: str = field(default="label", metadata={"help": "Column with a label, or a list of labels per clip."})
@@ -123,11 +128,11 @@ class ModelArguments:
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "A MEAMTM (or converted AST) checkpoint folder or Hub id; else a fresh model."}
     )
-    config_name: str = field(default="small", metadata={"help": "Fresh model: preset tiny/small/base or a config JSON."})
+    config_name: str = field(default="small", metadata={"help": "Fresh model: tiny/small/base or a config JSON."})
     config_overrides: str | None = field(
         default=None, metadata={"help": "Fresh model: 'hidden_size=192,num_hidden_layers=4,sampling_rate=8000'."}
     )
-    ignore_mismatched_sizes: bool = field(default=True, metadata={"help": "Replace a checkpoint's head of another size."})
+    ignore_mismatched_sizes: bool = field(default=True, metadata={"help": "Replace a head of another size."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow a checkpoint's own code to run."})
     average_last_checkpoints: int = field(
         default=0, metadata={"help": "Average the weights of the last N checkpoints at the end (AST/PSLA); 0 = off."}
@@ -205,7 +210,7 @@ def train_or_finish(trainer, checkpoint: str | None) -> dict:
     """Train (from `checkpoint` if given) and return the training metrics; a final checkpoint is just loaded."""
     if checkpoint and is_final_checkpoint(checkpoint):
         logger.warning(f"{checkpoint} is the run's last step: loading it instead of training.")
-        trainer.model.load_state_dict(load_file(os.path.join(checkpoint, "model.safetensors")), strict=False)
+        trainer.model.load_state_dict(load_file(os.path.join(checkpoint, "model.safetensors")))
         trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
         return {"epoch": trainer.state.epoch}
     return trainer.train(resume_from_checkpoint=checkpoint).metrics
@@ -216,7 +221,7 @@ def average_weights(trainer, count: int) -> None:
     if len(checkpoints) < count:
         logger.warning(f"Averaging {len(checkpoints)} checkpoints, not {count}: raise --save_total_limit to keep more.")
     state = average_checkpoints(checkpoints)
-    trainer.model.load_state_dict(state, strict=False)
+    trainer.model.load_state_dict(state)
     logger.info(f"Weights averaged over {[Path(c).name for c in checkpoints]}.")
 
 
@@ -232,7 +237,8 @@ def write_reports(trainer, metrics: dict, prediction, labels, data_name: str, mo
                                              f"{output_dir}/confusion_matrix.png"))
     args = trainer.args
     recipe = {
-        "model": model_args.model_name_or_path or f"fresh '{model_args.config_name}' preset, {model_args.config_overrides or 'no overrides'}",
+        "model": model_args.model_name_or_path
+        or f"fresh '{model_args.config_name}' preset, {model_args.config_overrides or 'no overrides'}",
         "parameters": f"{trainer.model.num_parameters() / 1e6:.2f} M",
         "epochs": args.num_train_epochs if args.max_steps <= 0 else f"{args.max_steps} steps",
         "batch size": args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps,
@@ -242,7 +248,8 @@ def write_reports(trainer, metrics: dict, prediction, labels, data_name: str, mo
         "weights averaged over last checkpoints": model_args.average_last_checkpoints or "no",
     }
     write_model_card(output_dir, args.hub_model_id or Path(output_dir).name, data_name, metrics, labels.names, recipe,
-                     base_model=model_args.model_name_or_path, figures=figures, hub_dataset=bool(data_args.dataset_name))
+                     base_model=model_args.model_name_or_path, figures=figures,
+                     hub_dataset=bool(data_args.dataset_name))
 
 
 def classify_held_out_clip(output_dir: str, eval_dataset, audio_column: str, label_column: str, labels) -> None:
@@ -253,7 +260,8 @@ def classify_held_out_clip(output_dir: str, eval_dataset, audio_column: str, lab
     if value.get("path") and os.path.isfile(value["path"]):
         clip, shown = value["path"], value["path"]
     else:
-        clip = AudioTransform(audio_column, "unused", labels, classifier.feature_extractor.sampling_rate, 1, False).decode(value)
+        rate = classifier.feature_extractor.sampling_rate
+        clip = AudioTransform(audio_column, label_column, labels, rate, 1, train=False).decode(value)
         shown = "a held-out synthetic clip"
     names = class_names_of(eval_dataset, label_column)
     true = names[row[label_column]] if names else row[label_column]
@@ -302,8 +310,9 @@ def main(argv: list[str] | None = None) -> dict:
         processing_class=extractor,
         compute_metrics=make_compute_metrics(labels),
         callbacks=[EpochCallback(transforms["train"])],
-        sampling_weights=balanced_sampling_weights(select(splits["train"], limits["train"]), data_args.label_column, labels)
-        if data_args.balanced_sampling else None,
+        sampling_weights=balanced_sampling_weights(
+            select(splits["train"], limits["train"]), data_args.label_column, labels
+        ) if data_args.balanced_sampling else None,
     )
     train_metrics = train_or_finish(trainer, resume_point(training_args))
     if model_args.average_last_checkpoints > 1:
@@ -320,13 +329,18 @@ def main(argv: list[str] | None = None) -> dict:
     if skipped:
         logger.warning(f"Skipped {len(skipped)} unreadable files (listed in {fault_log}).")
     if trainer.is_world_process_zero():
-        trainer.model_card = lambda: write_reports(trainer, metrics, prediction, labels, data_name, model_args, data_args)
+        trainer.model_card = lambda: write_reports(
+            trainer, metrics, prediction, labels, data_name, model_args, data_args
+        )
         trainer.create_model_card()
-        print(json.dumps({k: v for k, v in metrics.items() if k.startswith("eval_") or k == "unreadable_files_skipped"}, indent=1))
+        shown = {k: v for k, v in metrics.items() if k.startswith("eval_") or k == "unreadable_files_skipped"}
+        print(json.dumps(shown, indent=1))
     if training_args.push_to_hub:
         trainer.push_to_hub(commit_message="End of training")
     if not data_args.has_source and trainer.is_world_process_zero():
-        classify_held_out_clip(training_args.output_dir, splits["eval"], data_args.audio_column, data_args.label_column, labels)
+        classify_held_out_clip(
+            training_args.output_dir, splits["eval"], data_args.audio_column, data_args.label_column, labels
+        )
     return metrics
 
 

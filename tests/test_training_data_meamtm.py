@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from datasets import ClassLabel, Dataset, Features, List, Value
+from datasets import ClassLabel, Dataset, Features, Value
 
 from meamtm.training_data_meamtm import (
     AudioCollator,

@@ -49,7 +49,9 @@ class Audioset(evaluate.Metric):
         positives = targets.sum(axis=0)
         scored = (positives > 0) & (positives < len(targets))
         if not scored.any():
-            raise ValueError("No class has both positive and negative clips in the references: AP and AUC are undefined.")
+            raise ValueError(
+                "No class has both positive and negative clips in the references: AP and AUC are undefined."
+            )
         average_precision = average_precision_score(targets[:, scored], scores[:, scored], average=None)
         auc = roc_auc_score(targets[:, scored], scores[:, scored], average=None)
         mean_auc = float(np.mean(auc))
