@@ -5,7 +5,8 @@
     python scripts/train.py --train_dir data/train --eval_dir data/test --output_dir out
     python scripts/train.py --dataset_name ORG/NAME --model_name_or_path PATH --output_dir out
     python scripts/train.py args.json                        # the same arguments as a JSON file
-    accelerate launch --num_processes 2 scripts/train.py ... # data-parallel, on CPUs or GPUs
+    accelerate launch --multi_gpu --num_processes 2 scripts/train.py ...   # data-parallel on GPUs
+    torchrun --standalone --nproc_per_node 2 scripts/train.py ...          # data-parallel on CPUs (gloo)
 
 Arguments: `DataTrainingArguments` and `ModelArguments` below, and every `transformers.TrainingArguments`
 (`--help` lists them). A run that finds a complete checkpoint in its `--output_dir` resumes from it.

@@ -348,3 +348,27 @@ def test_builtin_recipe_without_fsdd_trains_on_synthetic_sounds_and_classifies_a
     assert "Held-out clip a held-out synthetic clip (true label:" in printed
     names = {"tone", "chirp_up", "chirp_down", "pulses", "noise", "two_tones"}
     assert sum(line.split()[0] in names for line in printed.splitlines()[-3:]) == 3
+
+
+def test_fine_tuning_a_checkpoint_replaces_its_head(fsdd_small, tmp_path):
+    # A checkpoint with 3 classes and no feature extractor saved (as a converted AST checkpoint may be), at 16 kHz:
+    # the 10-digit head replaces its head, the extractor is derived from its config, FSDD is resampled to 16 kHz.
+    from meamtm import MeamtmForAudioClassification
+
+    from .conftest import tiny_config
+
+    pretrained = MeamtmForAudioClassification(tiny_config(num_labels=3))
+    pretrained.save_pretrained(tmp_path / "pretrained")
+    train_script.main(
+        ["--train_file", fsdd_small["train"], "--model_name_or_path", str(tmp_path / "pretrained"),
+         "--output_dir", str(tmp_path / "out"), "--max_steps", "2", "--per_device_train_batch_size", "4",
+         "--eval_strategy", "no", *QUIET]
+    )
+    tuned = MeamtmForAudioClassification.from_pretrained(tmp_path / "out")
+    assert tuned.config.num_labels == 10 and tuned.config.sampling_rate == 16000
+    body = "meamtm.layers.0.mlp.fc1.weight"
+    # Two Adam steps at the default 5e-5 move each weight by about 1e-4: trained, and started from the checkpoint
+    # (a fresh initialisation would differ by ~0.02).
+    difference = (tuned.state_dict()[body] - pretrained.state_dict()[body]).abs().max()
+    assert 0 < difference < 1e-3
+    assert json.loads((tmp_path / "out" / "preprocessor_config.json").read_text())["num_samples"] == 10480
