@@ -94,7 +94,7 @@ def test_short_fsdd_run_beats_chance(fsdd_dir, tmp_path):
     # Three digits (zero, one, seven), 20 training clips each, 200 steps of 16 clips from scratch; 60 test clips.
     # Chance is 1/3 (20 of 60 right, binomial sd 3.7 clips); the bound 70 % (42 right) is 6 sd above it.
     # A from-scratch transformer needs a few hundred steps before it generalises (measured on all ten digits:
-    # 20 % after 200 steps), hence three classes rather than ten in a CI budget. Measured: 0.87 (seed 0).
+    # 20 % after 200 steps), hence three classes rather than ten in a CI budget. Measured: 0.85 (seed 0).
     data = {
         "train": write_csv(tmp_path / "train.csv", fsdd_rows(fsdd_dir, "train", 20, digits=(0, 1, 7))),
         "eval": write_csv(tmp_path / "eval.csv", fsdd_rows(fsdd_dir, "test", 20, digits=(0, 1, 7))),
@@ -149,6 +149,7 @@ def test_multi_label_training(tmp_path):
     assert config["problem_type"] == "multi_label_classification"
     assert sorted(config["id2label"].values()) == ["high", "low", "mid"]
     # Chance mAP is the positive rate (~0.6); the three tones are far apart, so a working BCE run separates them.
+    # Measured: mAP 0.91, mean AUC 0.93 (seed 0).
     assert metrics["eval_mAP"] > 0.85 and metrics["eval_mAUC"] > 0.85, metrics
     assert not (tmp_path / "out" / "confusion_matrix.png").exists()  # single-label only
     assert (tmp_path / "out" / "learning_curve.png").is_file()
