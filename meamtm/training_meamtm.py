@@ -1,0 +1,261 @@
+"""Training MEAMTM with the Hugging Face Trainer: model presets, metrics, the Trainer, checkpoints.
+
+`scripts/train.py` is the recipe; this module holds the parts it (and the tests) reuse:
+
+* `build_config`: a fresh `MeamtmConfig` from a preset (`tiny`, `small`, `base`) or a JSON file, plus
+  `"key=value,..."` overrides, the convention of transformers' example scripts.
+* `make_compute_metrics`: accuracy and macro F1 (single-label) or mAP, mean AUC and d-prime (multi-label),
+  through the `evaluate` modules shipped in `meamtm/metrics`.
+* `MeamtmTrainer`: `Trainer` with balanced (PSLA) sampling and the package's model card.
+* `last_complete_checkpoint`, `average_checkpoints`: resuming after a crash, and weight averaging.
+"""
+
+import importlib.util
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import logging
+
+from . import metrics
+from .configuration_meamtm import MeamtmConfig
+from .training_data_meamtm import BalancedSampler, LabelSpace
+
+
+logger = logging.get_logger(__name__)
+
+
+# Transformer size and window of fresh models. `tiny` and `small` use 64 mel bands and a 128-frame window
+# (1.28 s at a 10 ms hop): short clips (keywords, digits, events) train fast on a CPU. `base` is AST-base.
+PRESETS = {
+    "tiny": dict(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, num_mel_bins=64,
+        max_length=128,
+    ),
+    "small": dict(
+        hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768, num_mel_bins=64,
+        max_length=128,
+    ),
+    "base": {},
+}
+
+
+@dataclass
+class MeamtmTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with defaults for audio classification from decoded audio."""
+
+    output_dir: str | None = field(default="meamtm-output", metadata={"help": "Checkpoints, model and reports."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: no, steps, epoch."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to save a checkpoint: no, steps, epoch."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every N optimizer steps."})
+    # The transform reads the raw audio and label columns, which the Trainer would otherwise drop.
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep False: the transform needs the audio."})
+    # Without an accelerator, `torchrun --nproc_per_node N` is data-parallel only when the Trainer is told to
+    # use the CPU (gloo); on one process this changes nothing.
+    use_cpu: bool = field(
+        default=not torch.accelerator.is_available(), metadata={"help": "Train on the CPU (default when no GPU)."}
+    )
+    report_to: None | str | list[str] = field(
+        default="tensorboard" if importlib.util.find_spec("tensorboard") else "none",
+        metadata={"help": "Loggers: tensorboard (default when installed), wandb, none, all."},
+    )
+
+
+def parse_overrides(overrides: str | None) -> dict:
+    """`"hidden_size=192,num_hidden_layers=4"` -> `{"hidden_size": 192, "num_hidden_layers": 4}`.
+
+    Values are typed by the `MeamtmConfig` field's default (bool, int, float, str); `none` is `None`.
+    """
+    if not overrides:
+        return {}
+    defaults = MeamtmConfig()
+    parsed = {}
+    for item in overrides.split(","):
+        key, sep, text = item.partition("=")
+        key, text = key.strip(), text.strip()
+        if not sep or not key:
+            raise ValueError(f"Config override {item!r} is not key=value (e.g. 'hidden_size=192,num_hidden_layers=4').")
+        if not hasattr(defaults, key):
+            raise ValueError(f"Config override {key!r} is not a MeamtmConfig field (see its docstring for the fields).")
+        default = getattr(defaults, key)
+        if text.lower() == "none":
+            parsed[key] = None
+        elif isinstance(default, bool):
+            if text.lower() not in ("true", "false"):
+                raise ValueError(f"Config override {key}={text!r} must be true or false.")
+            parsed[key] = text.lower() == "true"
+        elif isinstance(default, int) and re.fullmatch(r"[+-]?\d+", text):
+            parsed[key] = int(text)
+        elif isinstance(default, (int, float)) or default is None and re.fullmatch(r"[-+.\deE]+", text):
+            try:
+                parsed[key] = float(text)
+            except ValueError:
+                raise ValueError(f"Config override {key}={text!r} must be a number.") from None
+        else:
+            parsed[key] = text
+    return parsed
+
+
+def build_config(
+    config_name: str = "small", config_overrides: str | None = None, labels: LabelSpace | None = None
+) -> MeamtmConfig:
+    """A fresh model's config: a preset name or a config JSON path, then the overrides, then the labels.
+
+    When the overrides change `sampling_rate` but leave `win_length`, `hop_length` and `n_fft` unset, those follow
+    the rate, keeping AST's 25 ms window and 10 ms hop (so the window still spans the same time); this is
+    logged. Give them explicitly to choose otherwise.
+    """
+    if config_name in PRESETS:
+        values = dict(PRESETS[config_name])
+    elif Path(config_name).is_file():
+        values = MeamtmConfig.from_json_file(config_name).to_diff_dict()
+        values.pop("model_type", None)
+    else:
+        raise ValueError(f"--config_name {config_name!r} is neither a preset ({list(PRESETS)}) nor a config JSON file.")
+    overrides = parse_overrides(config_overrides)
+    rate = overrides.get("sampling_rate")
+    if rate and not {"win_length", "hop_length", "n_fft"} & overrides.keys():
+        win_length, hop_length = round(0.025 * rate), round(0.010 * rate)
+        overrides.update(win_length=win_length, hop_length=hop_length, n_fft=1 << (win_length - 1).bit_length())
+        logger.info(f"sampling_rate={rate}: a 25 ms window and 10 ms hop are {win_length} and {hop_length} samples.")
+    values.update(overrides)
+    if labels is not None:
+        values.update(label2id=labels.label2id, id2label=labels.id2label, problem_type=labels.problem_type)
+    return MeamtmConfig(**values)
+
+
+def make_compute_metrics(labels: LabelSpace):
+    """`compute_metrics` for the Trainer: `EvalPrediction` -> metrics dict, with the shipped `evaluate` modules."""
+    if labels.multi_label:
+        metric = metrics.load("audioset")
+
+        def compute_multi_label(prediction):
+            logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+            result = metric.compute(predictions=logits.tolist(), references=prediction.label_ids.astype(int).tolist())
+            return {key: value for key, value in result.items() if key != "num_classes_scored"}
+
+        return compute_multi_label
+
+    metric = metrics.load("accuracy_f1")
+
+    def compute_single_label(prediction):
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        return metric.compute(
+            predictions=np.argmax(logits, axis=-1),
+            references=prediction.label_ids,
+            labels=list(range(len(labels.names))),
+        )
+
+    return compute_single_label
+
+
+class MeamtmTrainer(Trainer):
+    """`Trainer` with two additions.
+
+    Args (beyond `Trainer`'s):
+        sampling_weights (`np.ndarray` `(num_clips,)`, *optional*): draw training clips with these weights
+            (`balanced_sampling_weights`), seeded by `args.seed` and the epoch, instead of shuffling.
+        model_card (`Callable[[], None]`, *optional*): writes the output folder's `README.md`; `push_to_hub`
+            publishes it instead of the Trainer's generic card.
+    """
+
+    def __init__(self, *args, sampling_weights: np.ndarray | None = None, model_card=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sampling_weights = sampling_weights
+        self.model_card = model_card
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.sampling_weights is not None:
+            return BalancedSampler(self.sampling_weights, seed=self.args.seed)
+        return super()._get_train_sampler(train_dataset)
+
+    def create_model_card(self, *args, **kwargs):
+        if self.model_card is None:
+            return super().create_model_card(*args, **kwargs)
+        if self.is_world_process_zero():
+            self.model_card()
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(path.name.rsplit("-", 1)[1])
+
+
+def complete_checkpoints(output_dir: str) -> list[str]:
+    """Checkpoint folders of `output_dir` that were written to the end, oldest first.
+
+    The Trainer writes `trainer_state.json` last, after weights, optimizer and RNG states, so a run killed while
+    saving leaves a folder without a readable one; such folders are skipped.
+    """
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        if not re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-\d+", path.name):
+            continue
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            logger.warning(f"Ignoring incomplete checkpoint {path} (no readable trainer_state.json).")
+            continue
+        found.append(path)
+    return [str(path) for path in sorted(found, key=_checkpoint_step)]
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest complete checkpoint folder of `output_dir`, or `None`."""
+    found = complete_checkpoints(output_dir)
+    return found[-1] if found else None
+
+
+def is_final_checkpoint(folder: str) -> bool:
+    """Whether the checkpoint was saved at the run's last step (its `global_step` reached `max_steps`).
+
+    Resuming from such a checkpoint makes the Trainer (transformers 5.23) take one extra optimizer step at
+    learning rate 0 before it notices the end; a run killed after its final checkpoint needs no training at all.
+    """
+    state = json.loads((Path(folder) / "trainer_state.json").read_text())
+    return state.get("max_steps", 0) > 0 and state["global_step"] >= state["max_steps"]
+
+
+def average_checkpoints(folders: list[str]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of the floating-point weights of several checkpoints (AST and PSLA average the last ones).
+
+    Integer tensors (counters, indices) are taken from the last checkpoint. A pure function of the files.
+    """
+    if not folders:
+        raise ValueError("average_checkpoints needs at least one checkpoint folder.")
+    states = [load_file(str(Path(folder) / "model.safetensors")) for folder in folders]
+    keys = set(states[-1])
+    for folder, state in zip(folders, states):
+        if set(state) != keys:
+            raise ValueError(
+                f"Checkpoint {folder} has other weights than {folders[-1]}: average checkpoints of one run."
+            )
+    averaged = {}
+    for key, last in states[-1].items():
+        if last.is_floating_point():
+            averaged[key] = (sum(state[key].double() for state in states) / len(states)).to(last.dtype)
+        else:
+            averaged[key] = last
+    return averaged
+
+
+__all__ = [
+    "PRESETS",
+    "MeamtmTrainer",
+    "MeamtmTrainingArguments",
+    "average_checkpoints",
+    "build_config",
+    "complete_checkpoints",
+    "is_final_checkpoint",
+    "last_complete_checkpoint",
+    "make_compute_metrics",
+    "parse_overrides",
+]

@@ -1,0 +1,375 @@
+"""scripts/train.py end to end: real (tiny) training runs on FSDD clips and on data sets built here.
+
+Every run uses the `tiny` preset at 8 kHz over a 1 s window and a few dozen optimizer steps.
+"""
+
+import csv
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import Future
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from safetensors.torch import load_file
+
+from .conftest import REPO
+
+
+spec = importlib.util.spec_from_file_location("train_script", REPO / "scripts" / "train.py")
+train_script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train_script)
+
+TINY_8K = ["--config_name", "tiny", "--config_overrides", "sampling_rate=8000,max_length=100"]
+QUIET = ["--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0", "--seed", "0"]
+SPEAKERS = ["george", "jackson", "lucas", "theo", "yweweler"]
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]]) -> str:
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["audio", "label"])
+        writer.writerows(rows)
+    return str(path)
+
+
+def fsdd_rows(fsdd_dir: Path, split: str, per_digit: int, digits=range(10)) -> list[tuple[str, str]]:
+    """`per_digit` clips of each digit, speakers in turn."""
+    rows = []
+    for digit in digits:
+        for index in range(per_digit):
+            speaker = SPEAKERS[index % 5]
+            take = index // 5 + (5 if split == "train" else 0)
+            rows.append((str(fsdd_dir / split / str(digit) / f"{speaker}_{take}.wav"), str(digit)))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def fsdd_small(fsdd_dir, tmp_path_factory) -> dict[str, str]:
+    """CSV metadata for 20 training clips per digit and 10 test clips per digit (FSDD read in place)."""
+    folder = tmp_path_factory.mktemp("fsdd_small")
+    return {
+        "train": write_csv(folder / "train.csv", fsdd_rows(fsdd_dir, "train", 20)),
+        "eval": write_csv(folder / "eval.csv", fsdd_rows(fsdd_dir, "test", 5)),
+    }
+
+
+def run_args(data: dict, output_dir: Path, *extra: str) -> list[str]:
+    args = ["--train_file", data["train"], "--output_dir", str(output_dir), *TINY_8K, *QUIET]
+    if "eval" in data:
+        args += ["--eval_file", data["eval"]]
+    return args + list(extra)
+
+
+# Shared by the resume, kill and data-parallel tests: 12 steps of 4 clips, checkpoints every 4 steps, with
+# augmentation on, so that an exact match also shows that augmentation is reproducible.
+RESUME_RUN = [
+    "--max_steps", "12", "--save_strategy", "steps", "--save_steps", "4", "--eval_strategy", "no",
+    "--learning_rate", "1e-3", "--gain_db", "6", "--shift_s", "0.1", "--noise_snr_db", "20",
+]
+
+
+@pytest.fixture(scope="module")
+def straight_run(fsdd_small, tmp_path_factory) -> Path:
+    output_dir = tmp_path_factory.mktemp("straight")
+    train_script.main(run_args({"train": fsdd_small["train"]}, output_dir, *RESUME_RUN, "--per_device_train_batch_size", "4"))
+    return output_dir
+
+
+def assert_same_weights(folder_a: Path, folder_b: Path, atol: float) -> None:
+    a, b = load_file(str(folder_a / "model.safetensors")), load_file(str(folder_b / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=atol, rtol=0, msg=lambda m: f"{key}: {m}")
+
+
+def test_short_fsdd_run_beats_chance(fsdd_dir, tmp_path):
+    # Three digits (zero, one, seven), 20 training clips each, 200 steps of 16 clips from scratch; 60 test clips.
+    # Chance is 1/3 (20 of 60 right, binomial sd 3.7 clips); the bound 70 % (42 right) is 6 sd above it.
+    # A from-scratch transformer needs a few hundred steps before it generalises (measured on all ten digits:
+    # 20 % after 200 steps), hence three classes rather than ten in a CI budget. Measured: 0.85 (seed 0).
+    data = {
+        "train": write_csv(tmp_path / "train.csv", fsdd_rows(fsdd_dir, "train", 20, digits=(0, 1, 7))),
+        "eval": write_csv(tmp_path / "eval.csv", fsdd_rows(fsdd_dir, "test", 20, digits=(0, 1, 7))),
+    }
+    output_dir = tmp_path / "out"
+    metrics = train_script.main(
+        run_args(data, output_dir, "--max_steps", "200", "--per_device_train_batch_size", "16", "--learning_rate", "1e-3",
+                 "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "20")
+    )
+    assert metrics["eval_accuracy"] >= 0.70, metrics
+    # What a user finds in the output folder.
+    for name in ("model.safetensors", "config.json", "preprocessor_config.json", "modeling_meamtm.py", "README.md",
+                 "eval_results.json", "train_results.json", "learning_curve.png", "confusion_matrix.png"):
+        assert (output_dir / name).is_file(), name
+    card = (output_dir / "README.md").read_text()
+    assert f"{metrics['eval_accuracy']:.4f}" in card and "model-index" in card
+    assert json.loads((output_dir / "eval_results.json").read_text())["eval_accuracy"] == metrics["eval_accuracy"]
+    # The saved folder classifies through the pipeline.
+    from transformers import pipeline
+
+    classifier = pipeline("audio-classification", model=str(output_dir))
+    top = classifier(str(fsdd_dir / "test" / "7" / "theo_0.wav"), top_k=3)
+    assert {guess["label"] for guess in top} == {"0", "1", "7"}
+
+
+def write_chords(folder: Path, count: int, seed: int) -> str:
+    """A multi-label set: each clip mixes a random subset of three tones (low, mid, high); JSON lines metadata."""
+    rng = np.random.default_rng(seed)
+    names, frequencies = ["low", "mid", "high"], [300.0, 900.0, 2500.0]
+    t = np.arange(6000) / 8000
+    lines = []
+    for index in range(count):
+        present = [name for name in names if rng.random() < 0.5] or [names[index % 3]]
+        wave = sum(np.sin(2 * np.pi * frequencies[names.index(n)] * rng.uniform(0.97, 1.03) * t) for n in present)
+        wave = 0.3 * wave / len(present) + rng.standard_normal(len(t)) * 0.01
+        path = folder / f"clip{index}.wav"
+        soundfile.write(path, wave.astype(np.float32), 8000)
+        lines.append(json.dumps({"audio": path.name, "labels": present}))
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    return str(folder / "metadata.jsonl")
+
+
+def test_multi_label_training(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "eval").mkdir()
+    data = {"train": write_chords(tmp_path / "train", 96, 0), "eval": write_chords(tmp_path / "eval", 32, 1)}
+    metrics = train_script.main(
+        run_args(data, tmp_path / "out", "--label_column", "labels", "--max_steps", "30", "--learning_rate", "3e-3",
+                 "--per_device_train_batch_size", "16", "--balanced_sampling", "true", "--eval_strategy", "no")
+    )
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification"
+    assert sorted(config["id2label"].values()) == ["high", "low", "mid"]
+    # Chance mAP is the positive rate (~0.6); the three tones are far apart, so a working BCE run separates them.
+    # Measured: mAP 0.91, mean AUC 0.93 (seed 0).
+    assert metrics["eval_mAP"] > 0.85 and metrics["eval_mAUC"] > 0.85, metrics
+    assert not (tmp_path / "out" / "confusion_matrix.png").exists()  # single-label only
+    assert (tmp_path / "out" / "learning_curve.png").is_file()
+
+
+def test_resume_from_checkpoint_equals_straight_run(straight_run, fsdd_small, tmp_path):
+    # Interrupted after step 4: only checkpoint-4 survives; a rerun of the same command resumes from it.
+    import shutil
+
+    shutil.copytree(straight_run / "checkpoint-4", tmp_path / "checkpoint-4")
+    train_script.main(run_args({"train": fsdd_small["train"]}, tmp_path, *RESUME_RUN, "--per_device_train_batch_size", "4"))
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    assert state["global_step"] == 12
+    assert_same_weights(straight_run, tmp_path, atol=1e-6)
+
+
+def test_killed_run_resumes_and_finishes(straight_run, fsdd_small, tmp_path):
+    command = [sys.executable, str(REPO / "scripts" / "train.py"),
+               *run_args({"train": fsdd_small["train"]}, tmp_path, *RESUME_RUN, "--per_device_train_batch_size", "4")]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "checkpoint-4" / "trainer_state.json").exists():
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "model.safetensors").exists()  # killed before the end
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "Resuming from" in finished.stderr
+    assert json.loads((tmp_path / "trainer_state.json").read_text())["global_step"] == 12
+    # Resumed from the last complete checkpoint, whichever it was when the kill landed: same weights as a straight
+    # run (separate processes, so the same threads; 1e-5 leaves room for nothing but summation order).
+    assert_same_weights(straight_run, tmp_path, atol=1e-5)
+
+
+def test_two_process_data_parallel_matches_one_process(straight_run, fsdd_small, tmp_path):
+    # 2 processes x 2 clips per step see the same 4 clips per step as 1 process x 4 (accelerate shards the batches
+    # of one seeded sampler; augmentation is seeded per clip), and DDP averages their gradients: the weights agree
+    # up to the order of floating-point sums. Tolerance 1e-4 after 12 Adam steps at lr 1e-3.
+    # (`accelerate launch --cpu` starts one process whatever --num_processes says; torchrun + gloo starts two.)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+               str(REPO / "scripts" / "train.py"),
+               *run_args({"train": fsdd_small["train"]}, tmp_path, *RESUME_RUN, "--per_device_train_batch_size", "2")]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=400)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    assert state["global_step"] == 12
+    assert_same_weights(straight_run, tmp_path, atol=1e-4)
+
+
+class HubStandIn:
+    """Takes the place of the Hub's HTTP API: `create_repo` and `upload_folder` write to a local folder."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.commits = []
+
+    def create_repo(self, repo_id, **kwargs):
+        from huggingface_hub import RepoUrl
+
+        (self.root / repo_id).mkdir(parents=True, exist_ok=True)
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def upload_folder(self, repo_id, folder_path, path_in_repo=None, commit_message=None, ignore_patterns=None,
+                      run_as_future=False, **kwargs):
+        from huggingface_hub.utils import filter_repo_objects
+
+        files = [p.relative_to(folder_path).as_posix() for p in Path(folder_path).rglob("*") if p.is_file()]
+        kept = list(filter_repo_objects(files, ignore_patterns=ignore_patterns))
+        target = self.root / repo_id / (path_in_repo or "")
+        for name in kept:
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_bytes((Path(folder_path) / name).read_bytes())
+        self.commits.append((commit_message, sorted(kept)))
+        if run_as_future:
+            future = Future()
+            future.set_result(None)
+            return future
+        return None
+
+
+def test_push_to_hub_publishes_the_output_folder(fsdd_small, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    hub = HubStandIn(tmp_path / "hub")
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: hub.create_repo(repo_id, **kw))
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", lambda self, **kw: hub.upload_folder(**kw))
+    train_script.main(
+        run_args(fsdd_small, tmp_path / "out", "--max_steps", "4", "--per_device_train_batch_size", "8",
+                 "--eval_strategy", "no", "--push_to_hub", "true", "--hub_model_id", "someone/meamtm-digits",
+                 "--hub_token", "not-a-token")
+    )
+    remote = tmp_path / "hub" / "someone" / "meamtm-digits"
+    assert hub.commits[-1][0] == "End of training"
+    for name in ("model.safetensors", "config.json", "preprocessor_config.json", "configuration_meamtm.py",
+                 "modeling_meamtm.py", "README.md", "eval_results.json", "confusion_matrix.png", "learning_curve.png"):
+        assert (remote / name).read_bytes() == (tmp_path / "out" / name).read_bytes(), name
+    assert not any(path.name.startswith("checkpoint-") for path in remote.iterdir())
+    assert "meamtm-digits" in (remote / "README.md").read_text()
+
+
+def test_missing_column_error_lists_columns(fsdd_small, tmp_path):
+    with pytest.raises(ValueError, match=r"--label_column 'digit' is not a column .*\['audio', 'label'\]"):
+        train_script.main(run_args(fsdd_small, tmp_path, "--label_column", "digit", "--max_steps", "1"))
+
+
+def test_unknown_eval_label_is_named(fsdd_dir, fsdd_small, tmp_path):
+    rows = fsdd_rows(fsdd_dir, "test", 1) + [(str(fsdd_dir / "test" / "3" / "theo_0.wav"), "three")]
+    data = {"train": fsdd_small["train"], "eval": write_csv(tmp_path / "eval.csv", rows)}
+    with pytest.raises(ValueError, match=r"labels \['three'\] that the training data does not have"):
+        train_script.main(run_args(data, tmp_path / "out", "--max_steps", "1"))
+
+
+@pytest.fixture
+def with_corrupt_files(fsdd_dir, tmp_path) -> dict[str, str]:
+    (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage" * 10)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    train = fsdd_rows(fsdd_dir, "train", 2) + [(str(tmp_path / "broken.wav"), "4")]
+    evaluation = fsdd_rows(fsdd_dir, "test", 1) + [(str(tmp_path / "empty.wav"), "7")]
+    return {"train": write_csv(tmp_path / "train.csv", train), "eval": write_csv(tmp_path / "eval.csv", evaluation)}
+
+
+def test_unreadable_file_is_named(with_corrupt_files, tmp_path):
+    with pytest.raises(ValueError, match=r"Cannot read audio file .*broken\.wav.*--skip_unreadable_files"):
+        train_script.main(run_args(with_corrupt_files, tmp_path / "out", "--num_train_epochs", "1",
+                                   "--per_device_train_batch_size", "4"))
+
+
+def test_unreadable_files_skipped_and_counted(with_corrupt_files, tmp_path, caplog):
+    metrics = train_script.main(
+        run_args(with_corrupt_files, tmp_path / "out", "--num_train_epochs", "2", "--per_device_train_batch_size", "4",
+                 "--skip_unreadable_files", "true")
+    )
+    # Two epochs read broken.wav twice and evaluation reads empty.wav: two distinct files.
+    assert metrics["unreadable_files_skipped"] == 2
+    assert "Skipped 2 unreadable files" in caplog.text
+    listed = (tmp_path / "out" / "unreadable_files.txt").read_text().split()
+    assert {Path(p).name for p in listed} == {"broken.wav", "empty.wav"}
+    assert metrics["eval_samples_per_second"] > 0 and 0 <= metrics["eval_accuracy"] <= 1
+
+
+def test_streaming_run(fsdd_small, tmp_path):
+    metrics = train_script.main(
+        run_args(fsdd_small, tmp_path, "--streaming", "true", "--max_steps", "3", "--per_device_train_batch_size", "8",
+                 "--eval_strategy", "no", "--class_names", *[str(d) for d in range(10)])
+    )
+    assert json.loads((tmp_path / "trainer_state.json").read_text())["global_step"] == 3
+    assert 0 <= metrics["eval_accuracy"] <= 1
+
+
+def test_arguments_from_json_file(fsdd_small, tmp_path):
+    arguments = {"train_file": fsdd_small["train"], "output_dir": str(tmp_path / "out"), "config_name": "tiny",
+                 "config_overrides": "sampling_rate=8000,max_length=100", "max_steps": 2, "eval_strategy": "no",
+                 "report_to": "none", "per_device_train_batch_size": 4}
+    (tmp_path / "args.json").write_text(json.dumps(arguments))
+    train_script.main([str(tmp_path / "args.json")])
+    assert json.loads((tmp_path / "out" / "trainer_state.json").read_text())["global_step"] == 2
+
+
+def test_weight_averaging_of_last_checkpoints(straight_run, fsdd_small, tmp_path):
+    import shutil
+
+    for step in (4, 8):  # killed after step 8: resumes, trains to 12, then averages checkpoints 8 and 12
+        shutil.copytree(straight_run / f"checkpoint-{step}", tmp_path / f"checkpoint-{step}")
+    train_script.main(run_args({"train": fsdd_small["train"]}, tmp_path, *RESUME_RUN, "--per_device_train_batch_size", "4",
+                               "--average_last_checkpoints", "2"))
+    assert not (tmp_path / "checkpoint-13").exists()
+    averaged = load_file(str(tmp_path / "model.safetensors"))
+    a = load_file(str(straight_run / "checkpoint-8" / "model.safetensors"))
+    b = load_file(str(straight_run / "checkpoint-12" / "model.safetensors"))
+    for key in averaged:
+        torch.testing.assert_close(averaged[key], (a[key] + b[key]) / 2, atol=1e-6, rtol=0)
+
+
+def test_rerun_of_a_finished_run_does_not_train_again(straight_run, fsdd_small, tmp_path):
+    import shutil
+
+    shutil.copytree(straight_run / "checkpoint-12", tmp_path / "checkpoint-12")
+    train_script.main(run_args({"train": fsdd_small["train"]}, tmp_path, *RESUME_RUN, "--per_device_train_batch_size", "4"))
+    assert not (tmp_path / "checkpoint-13").exists()
+    assert_same_weights(straight_run, tmp_path, atol=0)
+
+
+def test_builtin_recipe_without_fsdd_trains_on_synthetic_sounds_and_classifies_a_clip(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_script, "FSDD", tmp_path / "no-fsdd")
+    data_args, model_args, training_args = train_script.parse_arguments(["--max_steps", "3"])
+    assert not data_args.has_source and model_args.config_name == "small" and training_args.max_steps == 3
+    assert training_args.learning_rate == 1e-3  # from the recipe; the command line wins where it speaks
+    metrics = train_script.main(["--config_name", "tiny", "--max_steps", "3", "--eval_strategy", "no",
+                                 "--output_dir", str(tmp_path / "out"), *QUIET])
+    assert 0 <= metrics["eval_accuracy"] <= 1
+    printed = capsys.readouterr().out
+    assert "Held-out clip a held-out synthetic clip (true label:" in printed
+    names = {"tone", "chirp_up", "chirp_down", "pulses", "noise", "two_tones"}
+    assert sum(line.split()[0] in names for line in printed.splitlines()[-3:]) == 3
+
+
+def test_fine_tuning_a_checkpoint_replaces_its_head(fsdd_small, tmp_path):
+    # A checkpoint with 3 classes and no feature extractor saved (as a converted AST checkpoint may be), at 16 kHz:
+    # the 10-digit head replaces its head, the extractor is derived from its config, FSDD is resampled to 16 kHz.
+    from meamtm import MeamtmForAudioClassification
+
+    from .conftest import tiny_config
+
+    pretrained = MeamtmForAudioClassification(tiny_config(num_labels=3))
+    pretrained.save_pretrained(tmp_path / "pretrained")
+    train_script.main(
+        ["--train_file", fsdd_small["train"], "--model_name_or_path", str(tmp_path / "pretrained"),
+         "--output_dir", str(tmp_path / "out"), "--max_steps", "2", "--per_device_train_batch_size", "4",
+         "--eval_strategy", "no", *QUIET]
+    )
+    tuned = MeamtmForAudioClassification.from_pretrained(tmp_path / "out")
+    assert tuned.config.num_labels == 10 and tuned.config.sampling_rate == 16000
+    body = "meamtm.layers.0.mlp.fc1.weight"
+    # Two Adam steps at the default 5e-5 move each weight by about 1e-4: trained, and started from the checkpoint
+    # (a fresh initialisation would differ by ~0.02).
+    difference = (tuned.state_dict()[body] - pretrained.state_dict()[body]).abs().max()
+    assert 0 < difference < 1e-3
+    assert json.loads((tmp_path / "out" / "preprocessor_config.json").read_text())["num_samples"] == 10480

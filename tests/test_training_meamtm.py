@@ -1,0 +1,146 @@
+"""meamtm/training_meamtm.py: presets and overrides, metrics glue, checkpoints, the Trainer subclass."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from transformers import EvalPrediction
+
+from meamtm import MeamtmConfig
+from meamtm.training_data_meamtm import BalancedSampler, LabelSpace
+from meamtm.training_meamtm import (
+    PRESETS,
+    MeamtmTrainingArguments,
+    average_checkpoints,
+    build_config,
+    complete_checkpoints,
+    is_final_checkpoint,
+    last_complete_checkpoint,
+    make_compute_metrics,
+    parse_overrides,
+)
+
+
+def test_parse_overrides_types_values_by_the_config_field():
+    parsed = parse_overrides("hidden_size=192, num_hidden_layers=4,fmax=3500,trainable_mel=true,window=hamming,fmin=0")
+    assert parsed == {"hidden_size": 192, "num_hidden_layers": 4, "fmax": 3500.0, "trainable_mel": True,
+                      "window": "hamming", "fmin": 0}
+    assert parse_overrides("fmax=none") == {"fmax": None}
+    assert parse_overrides(None) == {}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("hidden=3", "not a MeamtmConfig field"), ("hidden_size", "not key=value"), ("qkv_bias=yes", "true or false"),
+     ("preemphasis=high", "must be a number")],
+)
+def test_parse_overrides_errors_name_the_item(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_overrides(text)
+
+
+def test_presets_build_valid_configs():
+    for name, values in PRESETS.items():
+        config = build_config(name)
+        for key, value in values.items():
+            assert getattr(config, key) == value
+    assert build_config("small").num_hidden_layers == 4 and build_config("base").hidden_size == 768
+
+
+def test_sampling_rate_override_keeps_a_25_ms_window_and_10_ms_hop():
+    config = build_config("tiny", "sampling_rate=8000")
+    assert (config.win_length, config.hop_length, config.n_fft) == (200, 80, 256)
+    explicit = build_config("tiny", "sampling_rate=8000,win_length=256,hop_length=128,n_fft=256")
+    assert (explicit.win_length, explicit.hop_length) == (256, 128)
+
+
+def test_build_config_from_json_and_labels(tmp_path):
+    MeamtmConfig(hidden_size=48, num_attention_heads=4, num_hidden_layers=1).to_json_file(tmp_path / "c.json")
+    labels = LabelSpace(["a", "b", "c"], multi_label=True)
+    config = build_config(str(tmp_path / "c.json"), "intermediate_size=96", labels)
+    assert (config.hidden_size, config.num_hidden_layers, config.intermediate_size) == (48, 1, 96)
+    assert config.num_labels == 3 and config.id2label[2] == "c"
+    assert config.problem_type == "multi_label_classification"
+    with pytest.raises(ValueError, match=r"neither a preset \(\['tiny', 'small', 'base'\]\) nor a config JSON"):
+        build_config("huge")
+    with pytest.raises(ValueError, match="not divisible by num_attention_heads"):
+        build_config("tiny", "num_attention_heads=5")
+
+
+def test_training_argument_defaults_suit_raw_audio(tmp_path):
+    args = MeamtmTrainingArguments(output_dir=str(tmp_path))
+    assert args.remove_unused_columns is False  # the transform needs the audio and label columns
+    assert args.eval_strategy == "epoch" and args.save_strategy == "epoch"
+    assert args.use_cpu == (not torch.accelerator.is_available())
+
+
+def test_compute_metrics_single_label():
+    compute = make_compute_metrics(LabelSpace(["a", "b", "c"], False))
+    logits = np.array([[2.0, 0, 0], [0, 2, 0], [0, 2, 0], [0, 0, 1]])
+    result = compute(EvalPrediction(predictions=logits, label_ids=np.array([0, 1, 2, 2])))
+    assert result["accuracy"] == 0.75
+    assert result["macro_f1"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+
+
+def test_compute_metrics_multi_label():
+    compute = make_compute_metrics(LabelSpace(["a", "b"], True))
+    logits = np.array([[3.0, -1], [-2, 2], [1, 1], [-1, -3]])
+    targets = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=np.float32)
+    result = compute(EvalPrediction(predictions=logits, label_ids=targets))
+    assert set(result) == {"mAP", "mAUC", "d_prime"}
+    assert result["mAP"] == 1.0 and result["mAUC"] == 1.0
+
+
+def write_checkpoint(folder, step, state=None, complete=True, max_steps=10):
+    path = folder / f"checkpoint-{step}"
+    path.mkdir()
+    if state is not None:
+        save_file(state, str(path / "model.safetensors"))
+    if complete:
+        (path / "trainer_state.json").write_text(json.dumps({"global_step": step, "max_steps": max_steps}))
+    else:
+        (path / "trainer_state.json").write_text('{"global_st')  # killed while writing
+    return path
+
+
+def test_complete_checkpoints_skip_folders_cut_short(tmp_path):
+    write_checkpoint(tmp_path, 10)
+    write_checkpoint(tmp_path, 2)
+    write_checkpoint(tmp_path, 12, complete=False)
+    (tmp_path / "checkpoint-x").mkdir()
+    assert [p.rsplit("/", 1)[1] for p in complete_checkpoints(str(tmp_path))] == ["checkpoint-2", "checkpoint-10"]
+    assert last_complete_checkpoint(str(tmp_path)).endswith("checkpoint-10")
+    assert last_complete_checkpoint(str(tmp_path / "nothing")) is None
+    assert is_final_checkpoint(str(tmp_path / "checkpoint-10")) and not is_final_checkpoint(str(tmp_path / "checkpoint-2"))
+
+
+def test_average_checkpoints_is_the_mean_of_float_weights(tmp_path):
+    a = {"w": torch.tensor([1.0, 2.0]), "step": torch.tensor([1])}
+    b = {"w": torch.tensor([3.0, 6.0]), "step": torch.tensor([2])}
+    folders = [str(write_checkpoint(tmp_path, 1, a)), str(write_checkpoint(tmp_path, 2, b))]
+    averaged = average_checkpoints(folders)
+    torch.testing.assert_close(averaged["w"], torch.tensor([2.0, 4.0]))
+    assert averaged["step"].item() == 2  # integers come from the last checkpoint
+    write_checkpoint(tmp_path, 3, {"v": torch.zeros(2)})
+    with pytest.raises(ValueError, match="other weights"):
+        average_checkpoints([folders[0], str(tmp_path / "checkpoint-3")])
+    with pytest.raises(ValueError, match="at least one"):
+        average_checkpoints([])
+
+
+def test_trainer_uses_the_balanced_sampler_when_given_weights(tmp_path):
+    from meamtm import MeamtmForAudioClassification
+    from meamtm.training_meamtm import MeamtmTrainer
+
+    from .conftest import tiny_config
+
+    args = MeamtmTrainingArguments(output_dir=str(tmp_path), report_to="none", seed=5, eval_strategy="no")
+    model = MeamtmForAudioClassification(tiny_config(num_labels=2))
+    dataset = [{"input_values": np.zeros(10, np.float32), "labels": 0}] * 4
+    trainer = MeamtmTrainer(model=model, args=args, train_dataset=dataset, sampling_weights=np.array([1.0, 1, 1, 3]))
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, BalancedSampler) and sampler.seed == 5
+    plain = MeamtmTrainer(model=model, args=args, train_dataset=dataset)
+    assert not isinstance(plain._get_train_sampler(), BalancedSampler)
