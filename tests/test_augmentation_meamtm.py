@@ -240,6 +240,20 @@ def test_autocast_with_patchout_keeps_the_frontend_float32_and_the_loss_finite()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
+def test_gradient_checkpointing_with_patchout_gives_the_same_gradients():
+    """Patchout draws before the checkpointed layers, so their recomputation sees the same tokens."""
+    plain = classifier(patchout_time=0.4, patchout_unstructured=0.3)
+    checkpointed = classifier(patchout_time=0.4, patchout_unstructured=0.3)
+    checkpointed.load_state_dict(plain.state_dict())
+    checkpointed.activation_checkpointing_enable()
+    inputs, labels = waveforms(), torch.tensor([1, 2, 0, 1])
+    for model in (plain, checkpointed):
+        torch.manual_seed(1)
+        model.train()(inputs, labels=labels).loss.backward()
+    for (name, left), right in zip(plain.named_parameters(), checkpointed.parameters()):
+        torch.testing.assert_close(left.grad, right.grad, msg=name)
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
