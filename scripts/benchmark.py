@@ -11,9 +11,20 @@ inference on the same (converted) weights. Writes `benchmark.json` and `benchmar
 and prints the Markdown. Goals are checked and reported as met or not; nothing is tuned to meet them.
 """
 
+import os
+
+
+# Interleaving numpy (OpenBLAS) and torch (OpenMP) work in one process on a few cores makes their thread
+# pools spin against each other: measured on 2 cores, either side ran 2-10x slower right after the other
+# (MEAMTM's frontend 6 -> 140 ms per clip, AST's numpy filter bank 27 -> 65 ms). Sleeping OpenMP workers
+# and single-threaded OpenBLAS (the numpy filter bank does small per-clip products) remove that for both
+# contenders. They must be set before numpy and torch load; set them yourself to override.
+THREAD_SETTINGS = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_NUM_THREADS": "1"}
+for _name, _value in THREAD_SETTINGS.items():
+    os.environ.setdefault(_name, _value)
+
 import json
 import logging
-import os
 import platform
 import shutil
 import statistics
@@ -475,6 +486,7 @@ def machine_of(device: torch.device) -> dict:
         processor=platform.processor() or platform.machine(),
         cpu_count=os.cpu_count(),
         torch_threads=torch.get_num_threads(),
+        thread_settings={name: os.environ.get(name) for name in THREAD_SETTINGS},
         torch=torch.__version__,
         transformers=transformers.__version__,
     )
@@ -493,7 +505,9 @@ def markdown_of(report: dict) -> str:
         "# MEAMTM vs transformers AST",
         "",
         f"Device `{settings['device']}` ({machine.get('gpu', machine['processor'])}, {machine['cpu_count']} CPUs, "
-        f"{machine['torch_threads']} torch threads), dtype `{settings['dtype']}`, attention "
+        f"{machine['torch_threads']} torch threads, "
+        + ", ".join(f"{name}={value}" for name, value in machine["thread_settings"].items())
+        + f"), dtype `{settings['dtype']}`, attention "
         f"`{settings['attn_implementation']}`, size `{settings['size']}` ({report['model']}), "
         f"torch {machine['torch']}, transformers {machine['transformers']}. Medians of {settings['repeats']} "
         f"alternating rounds after {settings['warmup']} warm-up round(s).",
