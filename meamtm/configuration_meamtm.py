@@ -47,10 +47,29 @@ class MeamtmConfig(PreTrainedConfig):
         hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, hidden_act, qkv_bias,
         layer_norm_eps, initializer_range: as in `ASTConfig`.
 
-    Regularisation:
+    Regularisation and augmentation (training only: an evaluating model runs the plain AST graph, and modules
+    whose settings are off are not built):
         hidden_dropout_prob (`float`, defaults to 0.0), attention_probs_dropout_prob (`float`, defaults to 0.0).
+        patchout_time (`float`, defaults to 0.0) / patchout_frequency (`float`, defaults to 0.0): structured
+            patchout (PaSST): the fraction of the patch grid's time columns / frequency rows each example drops,
+            rounded to whole columns and rows. PaSST drops 40 of 99 columns and 4 of 12 rows (0.4, 0.33).
+        patchout_unstructured (`float`, defaults to 0.0): fraction of the remaining patches each example drops at
+            random, rounded. Patchout runs after the positional embeddings are added and keeps the cls and
+            distillation tokens; `num_training_patches` is the number of patch tokens left.
+        freq_mask_param (`int`, defaults to 0) / time_mask_param (`int`, defaults to 0): SpecAugment, as
+            torchaudio's `FrequencyMasking` / `TimeMasking` and AST's `freqm` / `timem` (AudioSet: 48 / 192):
+            each example gets one band of up to this many mel bins / frames set to the log-mel of silence.
+        mixup_alpha (`float`, defaults to 0.0): mixup with weights `max(l, 1 - l)`, `l ~ Beta(alpha, alpha)`
+            (PaSST: 0.3, AST: 10); 0 disables it. Mixup mixes targets too, so it runs only in
+            `MeamtmForAudioClassification.forward` when `labels` are given, and its loss uses the mixed targets
+            (soft class probabilities for cross-entropy, mixed multi-hot for BCE). A training forward without
+            labels (a loss computed outside the model) is not mixed, and a warning says so.
+        mixup_probability (`float`, defaults to 1.0): fraction of examples that are mixed (AST: 0.5).
+        mixup_level (`str`, defaults to `"spectrogram"`): mix the normalised log-mels (PaSST) or the waveforms
+            before the frontend (`"waveform"`, AST).
 
-    Derived values (`num_samples`, `num_frames_of`, `patch_grid`) are properties, never stored.
+    Derived values (`num_samples`, `num_frames_of`, `patch_grid`, `patchout_dropped`, `num_training_patches`)
+    are properties or methods, never stored.
     """
 
     model_type = "meamtm"
@@ -92,9 +111,17 @@ class MeamtmConfig(PreTrainedConfig):
     layer_norm_eps: float | int = 1e-12
     initializer_range: float | int = 0.02
 
-    # Regularisation
+    # Regularisation and augmentation
     hidden_dropout_prob: float | int = 0.0
     attention_probs_dropout_prob: float | int = 0.0
+    patchout_time: float | int = 0.0
+    patchout_frequency: float | int = 0.0
+    patchout_unstructured: float | int = 0.0
+    freq_mask_param: int = 0
+    time_mask_param: int = 0
+    mixup_alpha: float | int = 0.0
+    mixup_probability: float | int = 1.0
+    mixup_level: str = "spectrogram"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -133,6 +160,24 @@ class MeamtmConfig(PreTrainedConfig):
     def num_patches(self) -> int:
         frequency, time = self.patch_grid
         return frequency * time
+
+    @property
+    def patchout_dropped(self) -> tuple[int, int, int]:
+        """(frequency rows, time columns, single patches) that patchout drops from each training example."""
+        frequency, time = self.patch_grid
+        rows, columns = round(self.patchout_frequency * frequency), round(self.patchout_time * time)
+        return rows, columns, round(self.patchout_unstructured * (frequency - rows) * (time - columns))
+
+    @property
+    def uses_patchout(self) -> bool:
+        return any(self.patchout_dropped)
+
+    @property
+    def num_training_patches(self) -> int:
+        """Patch tokens per example in training, after patchout (`num_patches` without it)."""
+        frequency, time = self.patch_grid
+        rows, columns, patches = self.patchout_dropped
+        return (frequency - rows) * (time - columns) - patches
 
     def _check_consistency(self):
         def positive(**values):
@@ -203,12 +248,37 @@ class MeamtmConfig(PreTrainedConfig):
         ):
             if not 0 <= value < 1:
                 raise ValueError(f"{name}={value} must be in [0, 1).")
+        self._check_augmentation()
         try:
             from transformers.audio_utils import window_function
 
             window_function(8, self.window)
         except ValueError as error:
             raise ValueError(f"window={self.window!r} is not a window transformers knows: {error}") from None
+
+    def _check_augmentation(self):
+        for name in ("patchout_time", "patchout_frequency", "patchout_unstructured"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be a fraction in [0, 1).")
+        if self.mixup_alpha < 0:
+            raise ValueError(f"mixup_alpha={self.mixup_alpha} must be >= 0 (0 turns mixup off).")
+        if self.num_training_patches < 1:
+            raise ValueError(
+                f"Patchout (patchout_frequency={self.patchout_frequency}, patchout_time={self.patchout_time}, "
+                f"patchout_unstructured={self.patchout_unstructured}) drops every patch of the {self.patch_grid} "
+                "grid: lower them."
+            )
+        if not 0 < self.mixup_probability <= 1:
+            raise ValueError(f"mixup_probability={self.mixup_probability} must be in (0, 1].")
+        if self.mixup_level not in ("waveform", "spectrogram"):
+            raise ValueError(f"mixup_level={self.mixup_level!r} is not one of 'waveform', 'spectrogram'.")
+        for name, size_name in (("freq_mask_param", "num_mel_bins"), ("time_mask_param", "max_length")):
+            value, size = getattr(self, name), getattr(self, size_name)
+            if not 0 <= value <= size:
+                raise ValueError(
+                    f"{name}={value} must be between 0 (off) and {size_name}={size}, the spectrogram's size along "
+                    "the masked axis."
+                )
 
 
 __all__ = ["MeamtmConfig"]

@@ -231,7 +231,11 @@ class MeamtmFrontend(nn.Module):
             sums = nn.functional.pad(waveforms.cumsum(-1), (1, 0))
             ends = sums[:, config.win_length :: config.hop_length][:, :num_frames]
             means = (ends - sums[:, :: config.hop_length][:, :num_frames]) / config.win_length
-            torch.sub(frames, means[..., None], alpha=1 - emphasis, out=windowed)
+            if torch.compiler.is_compiling():
+                # Dynamo refuses `out=` into a strided view; inductor fuses this copy anyway.
+                windowed.copy_(torch.sub(frames, means[..., None], alpha=1 - emphasis))
+            else:
+                torch.sub(frames, means[..., None], alpha=1 - emphasis, out=windowed)
             first = first - means
         else:
             windowed.copy_(frames)

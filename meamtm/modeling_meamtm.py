@@ -21,6 +21,7 @@ from transformers.utils import logging
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
+from .augmentation_meamtm import MeamtmMixing, MeamtmMixup, MeamtmPatchout, MeamtmSpecAugment
 from .configuration_meamtm import MeamtmConfig
 from .convert_meamtm import adapt_mismatched_position_embeddings, model_from_vit
 from .frontend_meamtm import MeamtmFrontend
@@ -51,7 +52,10 @@ class MeamtmPatchEmbeddings(nn.Module):
 
 
 class MeamtmEmbeddings(nn.Module):
-    """Patch tokens with the cls and distillation tokens in front, plus learned positional embeddings."""
+    """Patch tokens with the cls and distillation tokens in front, plus learned positional embeddings.
+
+    In training, patchout (when configured) then drops patch tokens; it is `nn.Identity` otherwise.
+    """
 
     def __init__(self, config: MeamtmConfig):
         super().__init__()
@@ -59,17 +63,19 @@ class MeamtmEmbeddings(nn.Module):
         self.distillation_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
         self.patch_embeddings = MeamtmPatchEmbeddings(config)
         self.position_embeddings = nn.Parameter(torch.zeros(1, config.num_patches + 2, config.hidden_size))
+        self.patchout = MeamtmPatchout(config) if config.uses_patchout else nn.Identity()
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
-        """`(batch, max_length, num_mel_bins)` -> `(batch, num_patches + 2, hidden_size)`."""
+        """`(batch, max_length, num_mel_bins)` -> `(batch, num_patches + 2, hidden_size)`
+        (`num_training_patches + 2` tokens in training with patchout)."""
         patches = self.patch_embeddings(spectrogram)
         batch_size = patches.shape[0]
         tokens = torch.cat(
             (self.cls_token.expand(batch_size, -1, -1), self.distillation_token.expand(batch_size, -1, -1), patches),
             dim=1,
         )
-        return self.dropout(tokens + self.position_embeddings)
+        return self.dropout(self.patchout(tokens + self.position_embeddings))
 
 
 def eager_attention_forward(
@@ -348,6 +354,8 @@ class MeamtmModel(MeamtmPreTrainedModel):
         # Registered last so that `model.dtype` (the first parameter's) is the encoder's even when the
         # frontend is trainable and kept in float32.
         self.frontend = MeamtmFrontend(config)
+        uses_spec_augment = config.freq_mask_param > 0 or config.time_mask_param > 0
+        self.spec_augment = MeamtmSpecAugment(config) if uses_spec_augment else nn.Identity()
         self.post_init()
 
     def get_input_embeddings(self) -> MeamtmPatchEmbeddings:
@@ -359,6 +367,7 @@ class MeamtmModel(MeamtmPreTrainedModel):
         self,
         input_values: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        mixing: MeamtmMixing | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPooling:
         r"""
@@ -367,9 +376,15 @@ class MeamtmModel(MeamtmPreTrainedModel):
         attention_mask (`torch.Tensor` of shape `(batch_size, num_samples)`, *optional*):
             1 for real samples, 0 for padding (as `MeamtmFeatureExtractor` returns it). Frames that reach into
             the padding become AST's padding frames, so a clip gives the same output alone or in a batch.
+        mixing (`MeamtmMixing`, *optional*): a mixup draw to apply, at the waveform or spectrogram level;
+            `MeamtmForAudioClassification` passes it in training (mixup needs the labels).
         """
         lengths = _check_waveforms(input_values, attention_mask, self.config)
-        spectrogram = self.frontend(input_values, lengths)
+        if mixing is not None:
+            input_values, lengths = mixing.mix_waveforms(input_values, lengths)
+        spectrogram = self.spec_augment(self.frontend(input_values, lengths))
+        if mixing is not None:
+            spectrogram = mixing.mix_spectrograms(spectrogram)
         dtype = self.embeddings.patch_embeddings.projection.weight.dtype
         hidden_states = self.embeddings(spectrogram.to(dtype))
         for layer in self.layers:
@@ -397,6 +412,7 @@ class MeamtmForAudioClassification(MeamtmPreTrainedModel):
         self.num_labels = config.num_labels
         self.meamtm = MeamtmModel(config)
         self.classifier = MeamtmMLPHead(config)
+        self.mixup = MeamtmMixup(config) if config.mixup_alpha > 0 else None
         self.post_init()
 
     @can_return_tuple
@@ -411,11 +427,26 @@ class MeamtmForAudioClassification(MeamtmPreTrainedModel):
         input_values (`torch.FloatTensor` of shape `(batch_size, num_samples)`): waveforms, see `MeamtmModel`.
         labels (`torch.Tensor`, *optional*): `(batch_size,)` class indices for single-label classification and
             regression, `(batch_size, num_labels)` targets for multi-label; `config.problem_type` picks the loss.
+            In training with mixup, the batch and its labels are mixed here and the loss uses the mixed targets.
         """
-        outputs: BaseModelOutputWithPooling = self.meamtm(input_values, attention_mask=attention_mask, **kwargs)
+        mixing = None
+        if self.mixup is not None and self.training:
+            if labels is None:
+                logger.warning_once(
+                    "Mixup is configured (mixup_alpha > 0) but this training forward has no labels, so nothing is "
+                    "mixed: mixup must mix the targets too. Pass labels to the model, or set mixup_alpha=0."
+                )
+            else:
+                _check_waveforms(input_values, attention_mask, self.config)  # before the draw reads its shape and device
+                mixing = self.mixup.draw(input_values.shape[0], input_values.device)
+        outputs: BaseModelOutputWithPooling = self.meamtm(
+            input_values, attention_mask=attention_mask, mixing=mixing, **kwargs
+        )
         logits = self.classifier(outputs.pooler_output)
         loss = None
-        if labels is not None:
+        if mixing is not None:
+            loss = self.mixup.loss(logits, labels, mixing, self.config, **kwargs)
+        elif labels is not None:
             loss = self.loss_function(labels, logits, self.config, **kwargs)
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions

@@ -117,6 +117,7 @@ def test_save_pretrained_copies_only_the_model_source(saved):
     """What trust_remote_code runs: these files and nothing else from this package."""
     path, _ = saved
     assert sorted(name for name in os.listdir(path) if name.endswith(".py")) == [
+        "augmentation_meamtm.py",  # patchout, SpecAugment, mixup (training-time modules of the model)
         "configuration_meamtm.py",
         "convert_meamtm.py",  # from_pretrained resizes positional embeddings with it (fine-tuning geometry)
         "feature_extraction_meamtm.py",

@@ -234,3 +234,14 @@ def test_same_logits_as_transformers_ast_on_the_same_weights():
     expected = ast(**extractor(clips, sampling_rate=16000, return_tensors="pt")).logits
     ours = MeamtmFeatureExtractor.from_model_config(model.config)(clips, sampling_rate=16000, return_tensors="pt")
     torch.testing.assert_close(model(**ours).logits, expected, atol=1e-4, rtol=0)
+
+
+def test_torch_compile_of_the_whole_waveform_to_logits_model_matches_eager():
+    """One graph (fullgraph) from waveforms to logits, FFT frontend included; patchout/SpecAugment are off in eval."""
+    model = classifier(patchout_time=0.4, freq_mask_param=8, time_mask_param=10)
+    compiled = torch.compile(model, fullgraph=True)
+    inputs = waveforms(3)
+    mask = torch.ones_like(inputs, dtype=torch.long)
+    mask[1, 5000:] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(inputs, attention_mask=mask).logits, model(inputs, attention_mask=mask).logits)

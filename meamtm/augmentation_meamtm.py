@@ -1,0 +1,196 @@
+"""Training-time regularisation inside the model, on its device: patchout, SpecAugment masking and mixup.
+
+Each piece exists only when the config turns it on (`MeamtmModel` builds `nn.Identity` otherwise) and does
+nothing outside training, so an evaluating model runs AST's exact graph and gives bit-identical outputs.
+Random draws are made on the input's device, one per example, so they cost no host-device traffic and a
+batch never shares one mask.
+
+torchaudio's `FrequencyMasking` / `TimeMasking` would do the masking, but torchaudio has no release for
+torch 2.13; the few lines below draw exactly as they do with `iid_masks=True`.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.loss.loss_utils import fixed_cross_entropy
+
+from .configuration_meamtm import MeamtmConfig
+
+
+NUM_SPECIAL_TOKENS = 2  # cls and distillation, in front of the patch tokens
+
+
+def random_subsets(batch_size: int, size: int, count: int, device: torch.device) -> torch.Tensor:
+    """`(batch_size, count)` ascending indices of `count` distinct positions out of `size`, a new draw per row."""
+    return torch.rand(batch_size, size, device=device).argsort(dim=1)[:, :count].sort(dim=1).values
+
+
+class MeamtmPatchout(nn.Module):
+    """PaSST's patchout (Koutini et al. 2022): drop patch tokens in training, after positional embeddings.
+
+    `(batch, 2 + num_patches, hidden_size)` -> `(batch, 2 + config.num_training_patches, hidden_size)`. Structured
+    patchout drops whole time columns and frequency rows of the patch grid (`patchout_time`,
+    `patchout_frequency`), unstructured patchout then drops single patches (`patchout_unstructured`); every
+    example gets its own draw. The cls and distillation tokens are always kept. In evaluation the tokens
+    pass unchanged.
+    """
+
+    def __init__(self, config: MeamtmConfig):
+        super().__init__()
+        self.grid = config.patch_grid
+        self.dropped = config.patchout_dropped
+
+    def keep_indices(self, batch_size: int, device: torch.device) -> torch.Tensor:
+        """`(batch_size, num_training_patches)` indices of the patches each example keeps, ascending."""
+        frequency, time = self.grid
+        drop_frequency, drop_time, drop_patches = self.dropped
+        # Patch p sits at grid row p // time, column p % time (the projection's output, flattened).
+        rows = random_subsets(batch_size, frequency, frequency - drop_frequency, device)
+        columns = random_subsets(batch_size, time, time - drop_time, device)
+        kept = (rows[:, :, None] * time + columns[:, None, :]).flatten(1)
+        if drop_patches:
+            kept = kept.gather(1, random_subsets(batch_size, kept.shape[1], kept.shape[1] - drop_patches, device))
+        return kept
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return tokens
+        kept = self.keep_indices(tokens.shape[0], tokens.device)
+        patches = tokens[:, NUM_SPECIAL_TOKENS:].gather(1, kept[..., None].expand(-1, -1, tokens.shape[-1]))
+        return torch.cat((tokens[:, :NUM_SPECIAL_TOKENS], patches), dim=1)
+
+
+def band_masks(batch_size: int, size: int, max_width: int, device: torch.device) -> torch.Tensor:
+    """`(batch_size, size)` boolean masks of one band each, width uniform in [0, max_width), as torchaudio draws."""
+    width = torch.rand(batch_size, 1, device=device) * max_width
+    start = torch.rand(batch_size, 1, device=device) * (size - width)
+    position = torch.arange(size, device=device)
+    return (position >= start.long()) & (position < start.long() + width.long())
+
+
+class MeamtmSpecAugment(nn.Module):
+    """SpecAugment frequency and time masking (Park et al. 2019) as AST trains with it (`freqm`, `timem`).
+
+    `(batch, max_length, num_mel_bins)` -> the same shape: per example, one band of up to `freq_mask_param`
+    mel bins and one span of up to `time_mask_param` frames take the value of silence. AST masks its
+    log-mel with zeros before normalising, which is also the value of its padding frames; here the
+    spectrogram is already normalised, so the mask takes the normalised zero. Identity in evaluation.
+    """
+
+    def __init__(self, config: MeamtmConfig):
+        super().__init__()
+        self.freq_mask_param = config.freq_mask_param
+        self.time_mask_param = config.time_mask_param
+        normalize = config.do_normalize
+        self.fill_value = -config.spectrogram_mean / (2 * config.spectrogram_std) if normalize else 0.0
+
+    def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return spectrogram
+        batch_size, num_frames, num_bins = spectrogram.shape
+        device = spectrogram.device
+        time = band_masks(batch_size, num_frames, self.time_mask_param, device)
+        frequency = band_masks(batch_size, num_bins, self.freq_mask_param, device)
+        return spectrogram.masked_fill(time[:, :, None] | frequency[:, None, :], self.fill_value)
+
+
+@dataclass
+class MeamtmMixing:
+    """One mixup draw for a batch: example i becomes `weights[i] * x[i] + (1 - weights[i]) * x[partners[i]]`.
+
+    weights (`(batch,)` float32), partners (`(batch,)` long), both on the batch's device; `level` is
+    `"waveform"` or `"spectrogram"`, where `MeamtmModel` mixes.
+    """
+
+    weights: torch.Tensor
+    partners: torch.Tensor
+    level: str
+
+    def mix(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Mix a `(batch, ...)` tensor along its first dimension, in the tensor's dtype."""
+        weights = self.weights.to(tensor.dtype).view(-1, *([1] * (tensor.dim() - 1)))
+        return weights * tensor + (1 - weights) * tensor[self.partners]
+
+    def mix_waveforms(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`(batch, num_samples)` waveforms and `(batch,)` lengths, mixed when mixing at the waveform level."""
+        if self.level != "waveform":
+            return waveforms, lengths
+        if lengths is not None:
+            lengths = torch.maximum(lengths, lengths[self.partners])
+        return self.mix(waveforms), lengths
+
+    def mix_spectrograms(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        """`(batch, max_length, num_mel_bins)`, mixed when mixing at the spectrogram level (PaSST)."""
+        return self.mix(spectrogram) if self.level == "spectrogram" else spectrogram
+
+
+class MeamtmMixup:
+    """Mixup (Zhang et al. 2018) drawn per micro-batch inside `MeamtmForAudioClassification.forward`.
+
+    Mixing inside the model's forward keeps inputs and targets together: under `accelerate`, several
+    devices or gradient accumulation, each micro-batch mixes within itself and its loss is computed with
+    its own mixed targets. Weights are `max(l, 1 - l)` with `l ~ Beta(mixup_alpha, mixup_alpha)` (PaSST),
+    so each example stays the larger part of its mix; a fraction `1 - mixup_probability` of the examples
+    is left unmixed (weight 1), as in AST's recipe.
+    """
+
+    def __init__(self, config: MeamtmConfig):
+        self.alpha = float(config.mixup_alpha)
+        self.probability = float(config.mixup_probability)
+        self.level = config.mixup_level
+
+    def draw(self, batch_size: int, device: torch.device) -> MeamtmMixing:
+        concentration = torch.full((batch_size,), self.alpha, device=device)
+        # validate_args=False: validation reads the parameters back to the host, a device sync per step.
+        weights = torch.distributions.Beta(concentration, concentration, validate_args=False).sample()
+        weights = torch.maximum(weights, 1 - weights)
+        weights = torch.where(torch.rand(batch_size, device=device) < self.probability, weights, 1.0)
+        partners = torch.randperm(batch_size, device=device)
+        return MeamtmMixing(weights=weights, partners=partners, level=self.level)
+
+    @staticmethod
+    def mix_targets(labels: torch.Tensor, mixing: MeamtmMixing, problem_type: str, num_labels: int) -> torch.Tensor:
+        """Float targets of the mixed batch: soft class probabilities (rows sum to one) for single-label
+        classification, mixed multi-hot vectors for multi-label, mixed values for regression."""
+        if problem_type == "single_label_classification":
+            if labels.dim() != 1 or labels.min() < 0 or labels.max() >= num_labels:
+                raise ValueError(
+                    f"Mixup needs one class index in [0, {num_labels}) per example, got labels of shape "
+                    f"{tuple(labels.shape)} with values {labels.min().item()}..{labels.max().item()}; ignored "
+                    "examples (-100) cannot be mixed: drop them or set mixup_alpha=0."
+                )
+            labels = nn.functional.one_hot(labels, num_labels)
+        return mixing.mix(labels.float())
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, mixing: MeamtmMixing, config, **kwargs) -> torch.Tensor:
+        """The loss `config.problem_type` picks (as `ForSequenceClassificationLoss`), against the mixed targets.
+
+        Cross-entropy takes the soft targets, which equals `w * CE(y) + (1 - w) * CE(y[partner])`; it honours
+        `num_items_in_batch` as transformers' loss does, so gradient accumulation averages correctly.
+        """
+        problem_type = problem_type_of(config, labels)
+        targets = self.mix_targets(labels.to(logits.device), mixing, problem_type, config.num_labels)
+        if problem_type == "single_label_classification":
+            return fixed_cross_entropy(logits.view(-1, config.num_labels), targets.to(logits.dtype), **kwargs)
+        if problem_type == "multi_label_classification":
+            return nn.functional.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype))
+        if config.num_labels == 1:
+            return nn.functional.mse_loss(logits.squeeze(), targets.to(logits.dtype).squeeze())
+        return nn.functional.mse_loss(logits, targets.to(logits.dtype))
+
+
+def problem_type_of(config, labels: torch.Tensor) -> str:
+    """`config.problem_type`, or what transformers' sequence-classification loss infers from the labels."""
+    if config.problem_type is not None:
+        return config.problem_type
+    if config.num_labels == 1:
+        return "regression"
+    if labels.dtype in (torch.long, torch.int):
+        return "single_label_classification"
+    return "multi_label_classification"
+
+
+__all__ = ["MeamtmMixing", "MeamtmMixup", "MeamtmPatchout", "MeamtmSpecAugment"]

@@ -1,0 +1,629 @@
+"""MEAMTM against transformers' AST (`ASTForAudioClassification` fed by `ASTFeatureExtractor`), in one run.
+
+    python scripts/benchmark.py                                   # CPU, small transformer, AST's 10 s geometry
+    python scripts/benchmark.py --device cuda --size base --dtype bfloat16   # the real AST-base on a GPU
+    python scripts/benchmark.py --quick                           # tiny sizes: checks the script (CI)
+
+Four sections, each timing the two contenders alternately after a warm-up and reporting medians:
+frontend throughput (10 s clips, batch 32), training step (time; peak memory measured in a separate
+process per configuration), storage of a training-ready FSDD, and `pipeline("audio-classification")`
+inference on the same (converted) weights. Writes `benchmark.json` and `benchmark.md` to `--output_dir`
+and prints the Markdown. Goals are checked and reported as met or not; nothing is tuned to meet them.
+"""
+
+import os
+
+
+# Interleaving numpy (OpenBLAS) and torch (OpenMP) work in one process on a few cores makes their thread
+# pools spin against each other: measured on 2 cores, either side ran 2-10x slower right after the other
+# (MEAMTM's frontend 6 -> 140 ms per clip, AST's numpy filter bank 27 -> 65 ms). Sleeping OpenMP workers
+# and single-threaded OpenBLAS (the numpy filter bank does small per-clip products) remove that for both
+# contenders. They must be set before numpy and torch load; set them yourself to override.
+THREAD_SETTINGS = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_NUM_THREADS": "1"}
+for _name, _value in THREAD_SETTINGS.items():
+    os.environ.setdefault(_name, _value)
+
+import json
+import logging
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import torch
+import transformers
+from transformers import (
+    ASTConfig,
+    ASTFeatureExtractor,
+    ASTForAudioClassification,
+    HfArgumentParser,
+    pipeline,
+)
+from transformers.models.audio_spectrogram_transformer import feature_extraction_audio_spectrogram_transformer
+
+from meamtm import MeamtmConfig, MeamtmFeatureExtractor, MeamtmForAudioClassification, MeamtmFrontend
+from meamtm.convert_meamtm import ast_to_meamtm_state_dict, config_from_ast
+
+
+logger = logging.getLogger("benchmark")
+
+# Transformer sizes; "small" and "base" keep AST's 10.24 s geometry (1024 frames x 128 mels, 1212 patches).
+SIZES = {
+    "tiny": dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+        num_mel_bins=32, max_length=64, patch_size=8, frequency_stride=6, time_stride=6,
+    ),
+    "small": dict(hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768),
+    "base": {},  # ASTConfig's defaults: 768 wide, 12 layers, 12 heads
+}
+NUM_LABELS = 10
+SAMPLING_RATE = 16000
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+SECTIONS = ("frontend", "training", "storage", "inference")
+TRAINING_RUNS = ("meamtm", "meamtm_patchout", "ast")
+DEFAULT_FSDD = os.environ.get("MEAMTM_FSDD", str(Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"))
+
+
+@dataclass
+class BenchmarkArguments:
+    device: str = field(default="cpu", metadata={"help": "cpu or cuda."})
+    size: str = field(default="small", metadata={"help": "Transformer size: " + ", ".join(SIZES)})
+    quick: bool = field(default=False, metadata={"help": "Tiny sizes and few repeats, to check the script."})
+    dtype: str = field(default="float32", metadata={"help": "Autocast dtype of both transformers: float32 or bfloat16."})
+    attn_implementation: str = field(default="sdpa", metadata={"help": "Attention of both models (sdpa, eager)."})
+    frontend_batch_size: int = 32
+    train_batch_size: int = 8
+    inference_batch_size: int = 8
+    inference_clips: int = 16
+    warmup: int = 1
+    repeats: int = field(default=3, metadata={"help": "Timed rounds per section (medians are reported)."})
+    patchout_time: float = field(default=0.4, metadata={"help": "Structured patchout of the time columns (PaSST: 40 of 99)."})
+    patchout_frequency: float = field(default=1 / 3, metadata={"help": "... of the frequency rows (PaSST: 4 of 12)."})
+    fsdd_dir: str = field(default=DEFAULT_FSDD, metadata={"help": "Free Spoken Digit Dataset (audiofolder layout)."})
+    storage_split: str = "test"
+    storage_clips: int | None = field(default=None, metadata={"help": "Use only this many clips of the split."})
+    sections: list[str] = field(default_factory=lambda: list(SECTIONS))
+    output_dir: str = "benchmark_results"
+
+    def __post_init__(self):
+        if self.quick:
+            self.size, self.repeats = "tiny", 2
+            self.frontend_batch_size, self.train_batch_size = 8, 4
+            self.inference_batch_size, self.inference_clips = 4, 8
+            self.storage_clips = self.storage_clips or 16
+        for name, value, allowed in (
+            ("size", self.size, SIZES), ("dtype", self.dtype, DTYPES), ("device", self.device, ("cpu", "cuda")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"--{name} {value!r} is not one of {', '.join(allowed)}.")
+        unknown = set(self.sections) - set(SECTIONS)
+        if unknown:
+            raise ValueError(f"Unknown --sections {sorted(unknown)}: choose from {', '.join(SECTIONS)}.")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda, but torch sees no CUDA device: run on a GPU machine or use --device cpu.")
+
+    @property
+    def geometry(self) -> dict:
+        return SIZES[self.size]
+
+    @property
+    def autocast_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+
+# ---------------------------------------------------------------------------------------------- timing
+
+
+def synchronize(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def alternate(runs: dict[str, Callable[[], object]], device: torch.device, warmup: int, repeats: int) -> dict:
+    """Seconds per call of each run: `warmup` untimed rounds, then `repeats` rounds in alternating order."""
+    for _ in range(warmup):
+        for run in runs.values():
+            run()
+    seconds = {name: [] for name in runs}
+    for round_index in range(repeats):
+        # Reverse the order every other round so that drift (heat, other load) does not favour one run.
+        for name in list(runs) if round_index % 2 == 0 else list(reversed(runs)):
+            synchronize(device)
+            start = time.perf_counter()
+            runs[name]()
+            synchronize(device)
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def synthetic_clips(count: int, num_samples: int, seed: int = 0) -> np.ndarray:
+    """`(count, num_samples)` float32 noise at -20 dBFS: content does not change the cost of either pipeline."""
+    return (0.1 * np.random.default_rng(seed).standard_normal((count, num_samples))).astype(np.float32)
+
+
+def ast_feature_extractor(geometry: dict) -> ASTFeatureExtractor:
+    config = ASTConfig(**geometry)
+    return ASTFeatureExtractor(num_mel_bins=config.num_mel_bins, max_length=config.max_length)
+
+
+def torchaudio_importable() -> bool:
+    try:
+        import torchaudio.compliance.kaldi  # noqa: F401
+    except Exception:  # missing, or built for another torch: either way AST cannot use it
+        return False
+    return True
+
+
+@contextmanager
+def ast_numpy_path():
+    """Make `ASTFeatureExtractor` use its numpy filter bank even where torchaudio is importable."""
+    with mock.patch.object(feature_extraction_audio_spectrogram_transformer, "is_speech_available", lambda: False):
+        yield
+
+
+def ast_feature_path() -> str:
+    return "torchaudio" if feature_extraction_audio_spectrogram_transformer.is_speech_available() else "numpy"
+
+
+def autocast(args: BenchmarkArguments):
+    if args.autocast_dtype == torch.float32:
+        return nullcontext()
+    return torch.autocast(args.device, dtype=args.autocast_dtype)
+
+
+# -------------------------------------------------------------------------------------------- frontend
+
+
+def measure_frontend(args: BenchmarkArguments, device: torch.device) -> dict:
+    """Clips per second of MEAMTM's frontend vs `ASTFeatureExtractor` on `frontend_batch_size` full-length clips."""
+    config = MeamtmConfig(**args.geometry)
+    clips = synthetic_clips(args.frontend_batch_size, config.num_samples)
+    frontend = MeamtmFrontend(config).to(device).eval()
+    waveforms = torch.from_numpy(clips).to(device)
+    with ast_numpy_path():
+        numpy_extractor = ast_feature_extractor(args.geometry)
+
+    def ours():
+        with torch.no_grad():
+            return frontend(waveforms)
+
+    def ast_numpy():
+        with ast_numpy_path():
+            return numpy_extractor(list(clips), sampling_rate=SAMPLING_RATE, return_tensors="np")["input_values"]
+
+    runs = {"meamtm_frontend": ours, "ast_numpy": ast_numpy}
+    torchaudio_note = "measured"
+    if torchaudio_importable():
+        torchaudio_extractor = ast_feature_extractor(args.geometry)
+        runs["ast_torchaudio"] = lambda: torchaudio_extractor(list(clips), sampling_rate=SAMPLING_RATE, return_tensors="np")
+    else:
+        torchaudio_note = "not measured: torchaudio is not importable here (no release for this torch)"
+    difference = float(np.abs(ours().cpu().numpy() - ast_numpy()).max())
+    seconds = alternate(runs, device, args.warmup, args.repeats)
+    rows = {}
+    for name, values in seconds.items():
+        batch_seconds = median(values)
+        rows[name] = dict(
+            ms_per_batch=1000 * batch_seconds,
+            ms_per_clip=1000 * batch_seconds / args.frontend_batch_size,
+            clips_per_second=args.frontend_batch_size / batch_seconds,
+            device=str(device) if name == "meamtm_frontend" else "cpu",
+        )
+    for row in rows.values():
+        row["speedup_vs_ast_numpy"] = row["clips_per_second"] / rows["ast_numpy"]["clips_per_second"]
+    return dict(
+        batch_size=args.frontend_batch_size,
+        clip_seconds=config.num_samples / SAMPLING_RATE,
+        max_abs_difference_to_ast=difference,
+        torchaudio=torchaudio_note,
+        stft_backend=frontend.backend_for(waveforms),
+        runs=rows,
+    )
+
+
+# -------------------------------------------------------------------------------------------- training
+
+
+def training_step(name: str, settings: dict, device: torch.device) -> tuple[Callable[[], None], dict]:
+    """One optimiser step of configuration `name` on a fixed batch of waveforms, and a description of it."""
+    args = BenchmarkArguments(**settings)
+    geometry = dict(args.geometry, num_labels=NUM_LABELS, attn_implementation=args.attn_implementation)
+    torch.manual_seed(0)
+    labels = torch.randint(0, NUM_LABELS, (args.train_batch_size,), device=device)
+    if name == "ast":
+        model = ASTForAudioClassification(ASTConfig(**geometry)).to(device).train()
+        extractor = ast_feature_extractor(args.geometry)
+        clips = list(synthetic_clips(args.train_batch_size, MeamtmConfig(**args.geometry).num_samples))
+
+        def loss():
+            # The AST recipe: features made on the CPU, clip by clip, then moved to the device.
+            features = extractor(clips, sampling_rate=SAMPLING_RATE, return_tensors="pt")["input_values"]
+            return model(input_values=features.to(device), labels=labels).loss
+
+        description = dict(feature_path=ast_feature_path(), patch_tokens=MeamtmConfig(**args.geometry).num_patches)
+    else:
+        patchout = dict(patchout_time=args.patchout_time, patchout_frequency=args.patchout_frequency)
+        config = MeamtmConfig(**geometry, **(patchout if name == "meamtm_patchout" else {}))
+        model = MeamtmForAudioClassification(config).to(device).train()
+        waveforms = torch.from_numpy(synthetic_clips(args.train_batch_size, config.num_samples)).to(device)
+
+        def loss():
+            return model(input_values=waveforms, labels=labels).loss
+
+        description = dict(patch_tokens=config.num_training_patches)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        with autocast(args):
+            value = loss()
+        value.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    description.update(
+        attn_implementation=model.config._attn_implementation,
+        parameters=sum(parameter.numel() for parameter in model.parameters()),
+    )
+    return step, description
+
+
+def resident_memory() -> tuple[int, int]:
+    """(current, peak) resident set size of this process in bytes, from /proc (Linux)."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
+
+
+def peak_memory_of(name: str, settings: dict) -> dict:
+    """Runs in a fresh process: peak memory of two training steps of one configuration.
+
+    On CPU: the peak RSS above the RSS after imports. Importing torch and transformers has a transient peak
+    larger than a tiny model's whole step, so the kernel's high-water mark is reset first (clear_refs 5).
+    """
+    args = BenchmarkArguments(**settings)
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        Path("/proc/self/clear_refs").write_text("5")
+        baseline, _ = resident_memory()
+    step, _ = training_step(name, settings, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    step()
+    step()
+    synchronize(device)
+    if device.type == "cuda":
+        return dict(peak_bytes=torch.cuda.max_memory_allocated(device), measure="torch.cuda.max_memory_allocated")
+    _, peak = resident_memory()
+    return dict(peak_bytes=peak - baseline, process_peak_rss_bytes=peak, measure="peak RSS above the RSS after imports")
+
+
+def measure_training(args: BenchmarkArguments, device: torch.device) -> dict:
+    settings = asdict(args)
+    steps, descriptions = {}, {}
+    for name in TRAINING_RUNS:
+        steps[name], descriptions[name] = training_step(name, settings, device)
+    seconds = alternate(steps, device, args.warmup, args.repeats)
+    del steps
+    memory = {}
+    for name in TRAINING_RUNS:  # a fresh process each, so no configuration inherits another's peak
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+            memory[name] = pool.submit(peak_memory_of, name, settings).result()
+    rows = {}
+    for name in TRAINING_RUNS:
+        step_seconds = median(seconds[name])
+        rows[name] = dict(
+            descriptions[name],
+            ms_per_step=1000 * step_seconds,
+            clips_per_second=args.train_batch_size / step_seconds,
+            **memory[name],
+        )
+    for row in rows.values():
+        row["throughput_vs_ast"] = row["clips_per_second"] / rows["ast"]["clips_per_second"]
+        row["memory_vs_ast"] = row["peak_bytes"] / rows["ast"]["peak_bytes"]
+    frontend_seconds = frontend_share(args, device)
+    rows["meamtm"]["frontend_share_of_step"] = frontend_seconds / median(seconds["meamtm"])
+    return dict(batch_size=args.train_batch_size, dtype=args.dtype, runs=rows)
+
+
+def frontend_share(args: BenchmarkArguments, device: torch.device) -> float:
+    """Median seconds of MEAMTM's frontend on one training batch (the GPU goal: under 2% of a step)."""
+    config = MeamtmConfig(**args.geometry)
+    frontend = MeamtmFrontend(config).to(device)
+    waveforms = torch.from_numpy(synthetic_clips(args.train_batch_size, config.num_samples)).to(device)
+    return median(alternate({"frontend": lambda: frontend(waveforms)}, device, args.warmup, args.repeats)["frontend"])
+
+
+# --------------------------------------------------------------------------------------------- storage
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
+
+
+def measure_storage(args: BenchmarkArguments) -> dict:
+    """Bytes on disk (`save_to_disk`) of a training-ready FSDD split: decoded audio vs AST features."""
+    from datasets import Audio, load_dataset
+
+    if not (Path(args.fsdd_dir) / args.storage_split).is_dir():
+        raise FileNotFoundError(
+            f"No FSDD split {args.storage_split!r} under --fsdd_dir {args.fsdd_dir}: point it at the dataset "
+            "(audiofolder layout) or leave 'storage' out of --sections."
+        )
+    workspace = Path(tempfile.mkdtemp(prefix="meamtm-benchmark-"))
+    try:
+        dataset = load_dataset(
+            "audiofolder", data_dir=args.fsdd_dir, split=args.storage_split, cache_dir=str(workspace / "cache")
+        )
+        if args.storage_clips:
+            dataset = dataset.select(range(min(args.storage_clips, len(dataset))))
+        dataset = dataset.cast_column("audio", Audio(sampling_rate=SAMPLING_RATE))
+        ours = MeamtmFeatureExtractor.from_model_config(MeamtmConfig(**args.geometry))
+        theirs = ast_feature_extractor(args.geometry)
+        recipes = {
+            "meamtm_decoded_audio": lambda batch: ours(
+                # No mask: it is all ones for an unpadded clip, and the collator makes it when it pads.
+                [audio["array"] for audio in batch["audio"]], sampling_rate=SAMPLING_RATE, padding=False,
+                return_attention_mask=False,
+            ),
+            "ast_features": lambda batch: theirs(
+                [audio["array"] for audio in batch["audio"]], sampling_rate=SAMPLING_RATE
+            ),
+        }
+        rows = {}
+        for name, recipe in recipes.items():
+            start = time.perf_counter()
+            prepared = dataset.map(recipe, batched=True, batch_size=32, remove_columns=["audio"])
+            prepared.save_to_disk(str(workspace / name))
+            rows[name] = dict(
+                bytes=directory_bytes(workspace / name),
+                seconds_to_prepare=time.perf_counter() - start,
+                columns=list(prepared.features),
+            )
+        ratio = rows["ast_features"]["bytes"] / rows["meamtm_decoded_audio"]["bytes"]
+        return dict(split=args.storage_split, clips=len(dataset), ast_over_meamtm=ratio, runs=rows)
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------- inference
+
+
+def converted_pair(args: BenchmarkArguments):
+    """A randomly initialised AST and the MEAMTM converted from it (same weights), with their extractors."""
+    torch.manual_seed(0)
+    ast_config = ASTConfig(**args.geometry, num_labels=NUM_LABELS, attn_implementation=args.attn_implementation)
+    ast = ASTForAudioClassification(ast_config).eval()
+    ast_extractor = ast_feature_extractor(args.geometry)
+    config = config_from_ast(ast_config, ast_extractor, attn_implementation=args.attn_implementation)
+    model = MeamtmForAudioClassification(config).eval()
+    model.load_state_dict(ast_to_meamtm_state_dict(ast.state_dict()))
+    return (model, MeamtmFeatureExtractor.from_model_config(config)), (ast, ast_extractor)
+
+
+def measure_inference(args: BenchmarkArguments, device: torch.device) -> dict:
+    (model, extractor), (ast, ast_extractor) = converted_pair(args)
+    dtype = args.autocast_dtype
+    pipelines = {
+        name: pipeline(
+            "audio-classification", model=net.to(dtype), feature_extractor=fe, device=device,
+            batch_size=args.inference_batch_size,
+        )
+        for name, net, fe in (("meamtm", model, extractor), ("ast", ast, ast_extractor))
+    }
+    clips = list(synthetic_clips(args.inference_clips, model.config.num_samples, seed=1))
+    predictions = {}
+
+    def classify(name):
+        predictions[name] = [result[0]["label"] for result in pipelines[name](clips, top_k=1)]
+
+    seconds = alternate({name: (lambda name=name: classify(name)) for name in pipelines}, device, args.warmup, args.repeats)
+    rows = {
+        name: dict(clips_per_second=args.inference_clips / median(values), feature_path=feature_path)
+        for (name, values), feature_path in zip(seconds.items(), ("in the model", ast_feature_path()))
+    }
+    for row in rows.values():
+        row["speedup_vs_ast"] = row["clips_per_second"] / rows["ast"]["clips_per_second"]
+    agreement = np.mean([left == right for left, right in zip(predictions["meamtm"], predictions["ast"])])
+    return dict(
+        batch_size=args.inference_batch_size,
+        clips=args.inference_clips,
+        same_top1_as_ast=float(agreement),
+        runs=rows,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- goals
+
+
+def goals_of(args: BenchmarkArguments, results: dict) -> list[dict]:
+    """Each goal of the issue with the measured value and whether it is met."""
+    goals = []
+
+    def goal(name, measured, target, met):
+        goals.append(dict(goal=name, target=target, measured=round(measured, 3), met=bool(met)))
+
+    on_cpu = args.device == "cpu"
+    if "frontend" in results and on_cpu:
+        speedup = results["frontend"]["runs"]["meamtm_frontend"]["speedup_vs_ast_numpy"]
+        goal(f"frontend vs ASTFeatureExtractor numpy, batch {args.frontend_batch_size}", speedup, ">= 8x", speedup >= 8)
+    if "training" in results:
+        runs = results["training"]["runs"]
+        if not on_cpu:
+            share = runs["meamtm"]["frontend_share_of_step"]
+            goal("frontend share of a training step (GPU)", share, "< 0.02", share < 0.02)
+        patchout, plain = runs["meamtm_patchout"], runs["meamtm"]
+        goal("training throughput with patchout vs AST", patchout["throughput_vs_ast"], ">= 3x", patchout["throughput_vs_ast"] >= 3)
+        goal("peak memory with patchout vs AST", patchout["memory_vs_ast"], "<= 0.5x", patchout["memory_vs_ast"] <= 0.5)
+        goal("training throughput without patchout vs AST", plain["throughput_vs_ast"], ">= 1x", plain["throughput_vs_ast"] >= 1)
+        goal("peak memory without patchout vs AST", plain["memory_vs_ast"], "<= 1x", plain["memory_vs_ast"] <= 1)
+    if "storage" in results:
+        ratio = results["storage"]["ast_over_meamtm"]
+        goal("storage: AST features / MEAMTM decoded audio", ratio, ">= 3x", ratio >= 3)
+    if "inference" in results and on_cpu:
+        speedup = results["inference"]["runs"]["meamtm"]["speedup_vs_ast"]
+        goal(f"pipeline inference vs AST, batch {args.inference_batch_size}", speedup, ">= 1.2x", speedup >= 1.2)
+    return goals
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def machine_of(device: torch.device) -> dict:
+    machine = dict(
+        platform=platform.platform(),
+        processor=platform.processor() or platform.machine(),
+        cpu_count=os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        thread_settings={name: os.environ.get(name) for name in THREAD_SETTINGS},
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+    )
+    if device.type == "cuda":
+        machine["gpu"] = torch.cuda.get_device_name(device)
+    return machine
+
+
+def mb(value: float) -> str:
+    return f"{value / 2**20:,.1f}"
+
+
+def markdown_of(report: dict) -> str:
+    settings, machine = report["settings"], report["machine"]
+    lines = [
+        "# MEAMTM vs transformers AST",
+        "",
+        f"Device `{settings['device']}` ({machine.get('gpu', machine['processor'])}, {machine['cpu_count']} CPUs, "
+        f"{machine['torch_threads']} torch threads, "
+        + ", ".join(f"{name}={value}" for name, value in machine["thread_settings"].items())
+        + f"), dtype `{settings['dtype']}`, attention "
+        f"`{settings['attn_implementation']}`, size `{settings['size']}` ({report['model']}), "
+        f"torch {machine['torch']}, transformers {machine['transformers']}. Medians of {settings['repeats']} "
+        f"alternating rounds after {settings['warmup']} warm-up round(s).",
+    ]
+    if "frontend" in report:
+        section = report["frontend"]
+        lines += [
+            "",
+            f"## Frontend: {section['clip_seconds']:.2f} s clips, batch {section['batch_size']}",
+            "",
+            "| frontend | device | ms / batch | ms / clip | clips / s | vs AST numpy |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for name, row in section["runs"].items():
+            lines.append(
+                f"| {name} | {row['device']} | {row['ms_per_batch']:.1f} | {row['ms_per_clip']:.2f} | "
+                f"{row['clips_per_second']:.1f} | {row['speedup_vs_ast_numpy']:.2f}x |"
+            )
+        lines += [
+            "",
+            f"MEAMTM STFT back end `{section['stft_backend']}`; max |difference| to AST's features "
+            f"{section['max_abs_difference_to_ast']:.1e}. torchaudio path: {section['torchaudio']}.",
+        ]
+    if "training" in report:
+        section = report["training"]
+        lines += [
+            "",
+            f"## Training step: batch {section['batch_size']}, waveforms in, AdamW",
+            "",
+            "| configuration | patch tokens | ms / step | clips / s | vs AST | peak memory (MiB) | vs AST |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, row in section["runs"].items():
+            tokens = row["patch_tokens"]
+            label = {"ast": f"AST + ASTFeatureExtractor ({row.get('feature_path')}) in the loop"}.get(name, name)
+            lines.append(
+                f"| {label} | {tokens} | {row['ms_per_step']:.0f} | {row['clips_per_second']:.2f} | "
+                f"{row['throughput_vs_ast']:.2f}x | {mb(row['peak_bytes'])} | {row['memory_vs_ast']:.2f}x |"
+            )
+        measure = section["runs"]["ast"]["measure"]
+        lines += [
+            "",
+            f"Peak memory: {measure}, one fresh process per configuration."
+            + (
+                " Whole-process peak RSS (imports included): "
+                + ", ".join(f"{name} {mb(row['process_peak_rss_bytes'])} MiB" for name, row in section["runs"].items())
+                + "."
+                if "process_peak_rss_bytes" in section["runs"]["ast"]
+                else ""
+            ),
+            f"MEAMTM's frontend takes {100 * section['runs']['meamtm']['frontend_share_of_step']:.1f}% of its training step.",
+        ]
+    if "storage" in report:
+        section = report["storage"]
+        lines += [
+            "",
+            f"## Storage: training-ready FSDD `{section['split']}` split ({section['clips']} clips), `save_to_disk`",
+            "",
+            "| recipe | MiB on disk | KiB / clip | seconds to prepare |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, row in section["runs"].items():
+            lines.append(
+                f"| {name} | {mb(row['bytes'])} | {row['bytes'] / 1024 / section['clips']:.1f} | "
+                f"{row['seconds_to_prepare']:.1f} |"
+            )
+        lines += ["", f"AST features take {section['ast_over_meamtm']:.1f}x the space of the decoded audio."]
+    if "inference" in report:
+        section = report["inference"]
+        lines += [
+            "",
+            f"## Inference: `pipeline(\"audio-classification\")`, batch {section['batch_size']}, "
+            f"{section['clips']} clips, same weights",
+            "",
+            "| model | features | clips / s | vs AST |",
+            "|---|---|---:|---:|",
+        ]
+        for name, row in section["runs"].items():
+            lines.append(f"| {name} | {row['feature_path']} | {row['clips_per_second']:.2f} | {row['speedup_vs_ast']:.2f}x |")
+        lines += ["", f"Same top-1 label as AST on {100 * section['same_top1_as_ast']:.0f}% of the clips."]
+    lines += ["", "## Goals", "", "| goal | target | measured | met |", "|---|---|---:|---|"]
+    for goal in report["goals"]:
+        lines.append(f"| {goal['goal']} | {goal['target']} | {goal['measured']} | {'yes' if goal['met'] else 'NO'} |")
+    if settings["quick"]:
+        lines += ["", "Quick mode (tiny sizes): the numbers check the script, not the goals."]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    (args,) = HfArgumentParser(BenchmarkArguments).parse_args_into_dataclasses()
+    device = torch.device(args.device)
+    config = MeamtmConfig(**args.geometry)
+    report = dict(
+        settings=asdict(args),
+        machine=machine_of(device),
+        model=f"hidden {config.hidden_size}, {config.num_hidden_layers} layers, {config.num_patches} patches",
+    )
+    measures = dict(
+        frontend=lambda: measure_frontend(args, device),
+        training=lambda: measure_training(args, device),
+        storage=lambda: measure_storage(args),
+        inference=lambda: measure_inference(args, device),
+    )
+    for section in SECTIONS:
+        if section in args.sections:
+            logger.info("measuring %s", section)
+            report[section] = measures[section]()
+    report["goals"] = goals_of(args, report)
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "benchmark.json").write_text(json.dumps(report, indent=2))
+    markdown = markdown_of(report)
+    (output / "benchmark.md").write_text(markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()

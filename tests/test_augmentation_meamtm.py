@@ -1,0 +1,279 @@
+"""Patchout, SpecAugment and mixup: active only in training, per example, on the input's device."""
+
+import pytest
+import torch
+from torch import nn
+from transformers.testing_utils import CaptureLogger
+
+from meamtm import MeamtmConfig, MeamtmForAudioClassification
+from meamtm.augmentation_meamtm import MeamtmMixing, MeamtmMixup, MeamtmPatchout, MeamtmSpecAugment
+from meamtm.modeling_meamtm import logger as modeling_logger
+
+from .conftest import tiny_config
+
+
+AUGMENTED = dict(
+    patchout_time=0.4,
+    patchout_frequency=0.2,
+    patchout_unstructured=0.25,
+    freq_mask_param=12,
+    time_mask_param=20,
+    mixup_alpha=0.3,
+)
+
+
+def waveforms(batch_size=4, num_samples=9000):
+    return torch.randn(batch_size, num_samples) * 0.1
+
+
+def classifier(**overrides):
+    return MeamtmForAudioClassification(tiny_config(num_labels=3, **overrides))
+
+
+def patch_tokens(config, batch_size):
+    """Tokens whose value is their position, so the output shows which ones were kept."""
+    positions = torch.arange(config.num_patches + 2, dtype=torch.float32)
+    return positions[None, :, None].expand(batch_size, -1, 4).clone()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(patchout_time=0.4),
+        dict(patchout_frequency=0.2),
+        dict(patchout_unstructured=0.5),
+        dict(patchout_time=0.4, patchout_frequency=0.2, patchout_unstructured=0.25),
+    ],
+)
+def test_token_counts_after_patchout_match_the_config(overrides):
+    model = classifier(**overrides).train()
+    config = model.config
+    frequency, time = config.patch_grid  # (5, 10) for the tiny config
+    rows = round(overrides.get("patchout_frequency", 0) * frequency)
+    columns = round(overrides.get("patchout_time", 0) * time)
+    kept = (frequency - rows) * (time - columns)
+    kept -= round(overrides.get("patchout_unstructured", 0) * kept)
+    assert config.num_training_patches == kept < config.num_patches
+    trained = model(waveforms(), output_hidden_states=True).hidden_states
+    assert all(state.shape == (4, kept + 2, config.hidden_size) for state in trained)
+    evaluated = model.eval()(waveforms(), output_hidden_states=True).hidden_states
+    assert evaluated[0].shape == (4, config.num_patches + 2, config.hidden_size)
+
+
+def test_structured_patchout_drops_whole_rows_and_columns_per_example_and_keeps_special_tokens():
+    config = tiny_config(patchout_time=0.4, patchout_frequency=0.2)
+    frequency, time = config.patch_grid
+    tokens = patch_tokens(config, batch_size=16)
+    kept = MeamtmPatchout(config).train()(tokens)
+    assert kept.shape == (16, config.num_training_patches + 2, 4)
+    assert (kept[:, :2, 0] == torch.tensor([0.0, 1.0])).all()
+    patterns = set()
+    for example in kept[:, 2:, 0].long() - 2:
+        rows, columns = set((example // time).tolist()), set((example % time).tolist())
+        assert len(rows) == frequency - 1 and len(columns) == time - 4
+        assert set(example.tolist()) == {row * time + column for row in rows for column in columns}
+        assert example.tolist() == sorted(example.tolist())  # patches keep their order
+        patterns.add(tuple(example.tolist()))
+    assert len(patterns) > 1  # a new draw for each example
+
+
+def test_unstructured_patchout_keeps_distinct_patches_differently_per_example():
+    config = tiny_config(patchout_unstructured=0.5)
+    kept = MeamtmPatchout(config).train()(patch_tokens(config, batch_size=8))[:, 2:, 0]
+    assert all(len(set(row.tolist())) == config.num_training_patches == 25 for row in kept)
+    assert len({tuple(row.tolist()) for row in kept}) > 1
+
+
+def test_patchout_draws_on_the_tokens_device():
+    """On the meta device a mask drawn on the CPU could not index the tokens."""
+    config = tiny_config(patchout_time=0.4, patchout_unstructured=0.3)
+    tokens = torch.empty(3, config.num_patches + 2, 8, device="meta")
+    kept = MeamtmPatchout(config).train()(tokens)
+    assert kept.device.type == "meta" and kept.shape == (3, config.num_training_patches + 2, 8)
+
+
+def test_spec_augment_masks_one_band_and_one_span_per_example_with_silence():
+    config = tiny_config(freq_mask_param=12, time_mask_param=20)
+    augment = MeamtmSpecAugment(config).train()
+    spectrogram = torch.randn(32, config.max_length, config.num_mel_bins)
+    masked = augment(spectrogram) != spectrogram
+    silence = -config.spectrogram_mean / (2 * config.spectrogram_std)  # normalised zero log-mel (AST padding)
+    assert torch.all(augment(torch.full_like(spectrogram, silence)) == silence)
+    frames = masked.all(dim=2)  # frames masked across all bins: the time span
+    bins = masked.all(dim=1)  # bins masked across all frames: the frequency band
+    assert torch.equal(masked, frames[:, :, None] | bins[:, None, :])
+    assert (frames.sum(1) < 20).all() and (bins.sum(1) < 12).all()
+    for spans in (frames, bins):  # contiguous, and different across examples
+        starts = spans.float().argmax(1)
+        assert all(row[start : start + row.sum()].all() for row, start in zip(spans, starts))
+        assert len({tuple(row.tolist()) for row in spans}) > 1
+    assert augment.eval()(spectrogram) is spectrogram
+    on_meta = augment.train()(torch.empty(2, config.max_length, config.num_mel_bins, device="meta"))
+    assert on_meta.device.type == "meta"
+
+
+def test_augmentation_modules_disappear_when_off_and_add_no_parameters():
+    plain, augmented = classifier(), classifier(**AUGMENTED)
+    assert isinstance(plain.meamtm.embeddings.patchout, nn.Identity)
+    assert isinstance(plain.meamtm.spec_augment, nn.Identity)
+    assert plain.mixup is None
+    assert isinstance(augmented.meamtm.embeddings.patchout, MeamtmPatchout)
+    assert isinstance(augmented.meamtm.spec_augment, MeamtmSpecAugment)
+    assert isinstance(augmented.mixup, MeamtmMixup)
+    assert plain.state_dict().keys() == augmented.state_dict().keys()
+
+
+def test_evaluation_outputs_are_bit_identical_to_the_plain_model():
+    plain = classifier().eval()
+    augmented = classifier(**AUGMENTED)
+    augmented.load_state_dict(plain.state_dict())
+    inputs, labels = waveforms(), torch.tensor([0, 1, 2, 1])
+    augmented.train()(inputs, labels=labels).loss.backward()  # a training step in between changes nothing
+    augmented.eval()
+    with torch.no_grad():
+        expected = plain(inputs, labels=labels, output_hidden_states=True)
+        actual = augmented(inputs, labels=labels, output_hidden_states=True)
+    torch.testing.assert_close(actual.logits, expected.logits, atol=0, rtol=0)
+    torch.testing.assert_close(actual.loss, expected.loss, atol=0, rtol=0)
+    for left, right in zip(actual.hidden_states, expected.hidden_states):
+        torch.testing.assert_close(left, right, atol=0, rtol=0)
+
+
+def test_training_changes_outputs_only_when_augmenting():
+    inputs = waveforms()
+    plain = classifier()
+    with torch.no_grad():
+        torch.testing.assert_close(plain.train()(inputs).logits, plain.eval()(inputs).logits, atol=0, rtol=0)
+        masked = classifier(freq_mask_param=12, time_mask_param=20)
+        masked.load_state_dict(plain.state_dict())
+        assert not torch.equal(masked.train()(inputs).logits, plain(inputs).logits)
+
+
+def fixed_mixing(level="spectrogram"):
+    return MeamtmMixing(weights=torch.tensor([0.9, 0.6, 0.75, 1.0]), partners=torch.tensor([2, 0, 3, 1]), level=level)
+
+
+def test_mixed_single_label_targets_sum_to_one_and_the_loss_is_the_mixed_cross_entropy():
+    mixing, labels = fixed_mixing(), torch.tensor([0, 1, 2, 2])
+    targets = MeamtmMixup.mix_targets(labels, mixing, "single_label_classification", 3)
+    torch.testing.assert_close(targets.sum(-1), torch.ones(4))
+    torch.testing.assert_close(targets[0], torch.tensor([0.9, 0.0, 0.1]))
+    torch.testing.assert_close(targets[1], torch.tensor([0.4, 0.6, 0.0]))
+    config, logits = tiny_config(num_labels=3), torch.randn(4, 3)
+    mixup = MeamtmMixup(tiny_config(num_labels=3, mixup_alpha=0.3))
+    cross_entropy = nn.functional.cross_entropy
+    each = mixing.weights * cross_entropy(logits, labels, reduction="none")
+    each += (1 - mixing.weights) * cross_entropy(logits, labels[mixing.partners], reduction="none")
+    torch.testing.assert_close(mixup.loss(logits, labels, mixing, config), each.mean())
+    # Trainer's gradient accumulation passes the item count of all micro-batches: the loss is a sum over it.
+    num_items = torch.tensor(8)
+    torch.testing.assert_close(mixup.loss(logits, labels, mixing, config, num_items_in_batch=num_items), each.sum() / 8)
+
+
+def test_mixed_multi_label_targets_and_bce():
+    mixing = fixed_mixing()
+    labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    targets = MeamtmMixup.mix_targets(labels, mixing, "multi_label_classification", 3)
+    torch.testing.assert_close(targets[0], torch.tensor([0.9, 0.0, 1.0]))
+    config, logits = tiny_config(num_labels=3, problem_type="multi_label_classification"), torch.randn(4, 3)
+    mixup = MeamtmMixup(tiny_config(num_labels=3, mixup_alpha=0.3))
+    expected = nn.functional.binary_cross_entropy_with_logits(logits, targets)
+    torch.testing.assert_close(mixup.loss(logits, labels, mixing, config), expected)
+
+
+def test_mixup_draws_per_example_weights_and_partners_within_the_batch():
+    mixup = MeamtmMixup(tiny_config(mixup_alpha=0.3, mixup_probability=0.5))
+    mixing = mixup.draw(64, torch.device("cpu"))
+    assert mixing.weights.device == mixing.partners.device == torch.device("cpu")
+    assert sorted(mixing.partners.tolist()) == list(range(64))  # each micro-batch mixes within itself
+    assert ((mixing.weights >= 0.5) & (mixing.weights <= 1)).all()
+    unmixed = (mixing.weights == 1).float().mean()
+    assert 0.2 < unmixed < 0.8 and mixing.weights.unique().numel() > 10
+
+
+def test_ignored_labels_cannot_be_mixed():
+    with pytest.raises(ValueError, match="ignored examples"):
+        MeamtmMixup.mix_targets(torch.tensor([0, -100, 1, 2]), fixed_mixing(), "single_label_classification", 3)
+
+
+@pytest.mark.parametrize("level", ["spectrogram", "waveform"])
+def test_the_model_mixes_inputs_at_the_configured_level(level, monkeypatch):
+    model = classifier(mixup_alpha=0.3, mixup_level=level).train()
+    mixing = fixed_mixing(level)
+    monkeypatch.setattr(model.mixup, "draw", lambda batch_size, device: mixing)
+    seen = {}
+    model.meamtm.embeddings.register_forward_pre_hook(lambda module, args: seen.update(spectrogram=args[0]))
+    inputs, lengths = waveforms(4, 9000), torch.tensor([9000, 4000, 9000, 2000])
+    mask = (torch.arange(9000)[None, :] < lengths[:, None]).long()
+    inputs = inputs * mask
+    labels = torch.tensor([0, 1, 2, 2])
+    output = model(inputs, attention_mask=mask, labels=labels)
+    frontend = model.meamtm.frontend
+    if level == "spectrogram":
+        expected = mixing.mix(frontend(inputs, lengths))
+    else:  # a mix is as long as the longer of its two clips
+        expected = frontend(mixing.mix(inputs), torch.maximum(lengths, lengths[mixing.partners]))
+    torch.testing.assert_close(seen["spectrogram"], expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(output.loss, model.mixup.loss(output.logits, labels, mixing, model.config))
+
+
+def test_training_without_labels_does_not_mix_and_says_so():
+    model = classifier(mixup_alpha=0.3).train()
+    inputs = waveforms()
+    with CaptureLogger(modeling_logger) as captured:
+        unlabelled = model(inputs).logits
+    assert "no labels, so nothing is mixed" in captured.out
+    torch.testing.assert_close(unlabelled, model.eval()(inputs).logits, atol=0, rtol=0)
+
+
+def test_autocast_with_patchout_keeps_the_frontend_float32_and_the_loss_finite():
+    model = classifier(**AUGMENTED).train()
+    dtypes = []
+    model.meamtm.frontend.register_forward_hook(lambda module, args, output: dtypes.append(output.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(waveforms(), labels=torch.tensor([0, 1, 2, 0]), output_hidden_states=True)
+    assert dtypes == [torch.float32]
+    assert output.logits.dtype == torch.bfloat16  # the encoder and head do run in bfloat16
+    assert output.hidden_states[0].shape[1] == model.config.num_training_patches + 2
+    assert torch.isfinite(output.loss)
+    output.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_gradient_checkpointing_with_patchout_gives_the_same_gradients():
+    """Patchout draws before the checkpointed layers, so their recomputation sees the same tokens."""
+    plain = classifier(patchout_time=0.4, patchout_unstructured=0.3)
+    checkpointed = classifier(patchout_time=0.4, patchout_unstructured=0.3)
+    checkpointed.load_state_dict(plain.state_dict())
+    checkpointed.activation_checkpointing_enable()
+    inputs, labels = waveforms(), torch.tensor([1, 2, 0, 1])
+    for model in (plain, checkpointed):
+        torch.manual_seed(1)
+        model.train()(inputs, labels=labels).loss.backward()
+    for (name, left), right in zip(plain.named_parameters(), checkpointed.parameters()):
+        torch.testing.assert_close(left.grad, right.grad, msg=name)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(patchout_time=1.0), "patchout_time=1.0 must be a fraction in [0, 1)"),
+        (dict(patchout_unstructured=-0.1), "patchout_unstructured=-0.1"),
+        (dict(patchout_frequency=0.95, max_length=64, num_mel_bins=32), "drops every patch"),
+        (dict(freq_mask_param=40), "freq_mask_param=40 must be between 0 (off) and num_mel_bins=32"),
+        (dict(time_mask_param=-1), "time_mask_param=-1"),
+        (dict(mixup_alpha=-0.3), "mixup_alpha=-0.3 must be >= 0"),
+        (dict(mixup_probability=0.0), "mixup_probability=0.0"),
+        (dict(mixup_level="label"), "mixup_level='label'"),
+    ],
+)
+def test_invalid_augmentation_settings_raise_value_error(overrides, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        tiny_config(**overrides)
+
+
+def test_ast_base_patchout_geometry():
+    """PaSST's setting on AST's 12 x 101 grid: 4 rows and 40 columns dropped, 488 of 1212 patches kept."""
+    config = MeamtmConfig(patchout_frequency=1 / 3, patchout_time=0.4)
+    assert config.patchout_dropped == (4, 40, 0)
+    assert config.num_training_patches == 8 * 61 == 488

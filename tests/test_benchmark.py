@@ -1,0 +1,47 @@
+"""scripts/benchmark.py in --quick mode: a complete, well-formed report (speed is never asserted)."""
+
+import json
+import os
+import subprocess
+import sys
+
+from .conftest import REPO
+
+
+def test_quick_benchmark_writes_a_complete_report(tmp_path, fsdd_dir):
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    command = [
+        sys.executable, str(REPO / "scripts" / "benchmark.py"), "--quick", "--output_dir", str(tmp_path),
+        "--fsdd_dir", str(fsdd_dir), "--storage_clips", "8",
+    ]
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+
+    report = json.loads((tmp_path / "benchmark.json").read_text())
+    assert report["settings"]["device"] == "cpu" and report["settings"]["size"] == "tiny"
+    frontend = report["frontend"]["runs"]
+    assert set(frontend) >= {"meamtm_frontend", "ast_numpy"}
+    assert report["frontend"]["max_abs_difference_to_ast"] < 1e-4  # both sides computed the same features
+    training = report["training"]["runs"]
+    assert set(training) == {"meamtm", "meamtm_patchout", "ast"}
+    assert training["meamtm_patchout"]["patch_tokens"] < training["meamtm"]["patch_tokens"]
+    for row in training.values():
+        assert row["ms_per_step"] > 0 and row["peak_bytes"] > 0 and row["attn_implementation"] == "sdpa"
+    storage = report["storage"]
+    assert storage["clips"] == 8 and all(row["bytes"] > 0 for row in storage["runs"].values())
+    inference = report["inference"]
+    assert set(inference["runs"]) == {"meamtm", "ast"}
+    assert inference["same_top1_as_ast"] == 1.0  # same weights, same features: same predictions
+    assert {goal["goal"].split(" vs")[0].split(":")[0] for goal in report["goals"]} >= {
+        "frontend", "training throughput with patchout", "peak memory with patchout", "storage", "pipeline inference",
+    }
+
+    markdown = (tmp_path / "benchmark.md").read_text()
+    assert finished.stdout.strip() == markdown.strip()
+    for heading in ("## Frontend", "## Training step", "## Storage", "## Inference", "## Goals"):
+        assert heading in markdown
+    tables = [block.splitlines() for block in markdown.split("\n\n") if block.startswith("|")]
+    assert len(tables) == 5
+    for table in tables:  # every row has the header's number of cells, and there are data rows
+        assert len(table) > 2 and {line.count("|") for line in table} == {table[0].count("|")}
+    assert "nan" not in markdown.lower()
