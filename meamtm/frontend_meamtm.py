@@ -173,14 +173,15 @@ class MeamtmFrontend(nn.Module):
             if num_frames > 0:
                 # Samples past the last frame that fits in `max_length` never reach the output.
                 waveforms = waveforms[:, : (num_frames - 1) * config.hop_length + config.win_length]
-                if self.backend_for(waveforms) == "fft" and (torch.compiler.is_compiling() or torch.jit.is_tracing()):
-                    # One graph for any batch size: a loop over pieces would fix the batch size in the graph.
-                    output[:, :num_frames] = self._log_mel(self._power_fft(waveforms))
-                elif self.backend_for(waveforms) == "fft":
-                    for start, piece in zip(range(0, batch_size, chunk := self._fft_chunk(waveforms)), waveforms.split(chunk)):
-                        output[start : start + chunk, :num_frames] = self._log_mel(self._power_fft(piece))
-                else:
+                if self.backend_for(waveforms) == "conv":
                     output[:, :num_frames] = self._log_mel(self._power_conv(waveforms))
+                elif torch.compiler.is_compiling() or torch.jit.is_tracing():
+                    # One piece while tracing: a loop over pieces would fix the batch size in the graph.
+                    output[:, :num_frames] = self._log_mel(self._power_fft(waveforms))
+                else:
+                    chunk = self._fft_chunk(waveforms)
+                    for start, piece in zip(range(0, batch_size, chunk), waveforms.split(chunk)):
+                        output[start : start + chunk, :num_frames] = self._log_mel(self._power_fft(piece))
             if lengths is not None:
                 frames_per_clip = torch.div(lengths - config.win_length, config.hop_length, rounding_mode="floor") + 1
                 is_padding = torch.arange(config.max_length, device=output.device)[None, :] >= frames_per_clip[:, None]
