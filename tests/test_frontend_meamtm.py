@@ -6,7 +6,7 @@ import torch
 from transformers import ASTFeatureExtractor
 
 from meamtm import MeamtmConfig, MeamtmFrontend
-from meamtm.frontend_meamtm import kaldi_frame_operator
+from meamtm.frontend_meamtm import kaldi_frame_operator, mel_bands, mel_filters_of
 
 from .conftest import tiny_config
 
@@ -112,6 +112,29 @@ def test_folded_kernels_are_the_kaldi_frame_operator_on_nnaudio_basis():
     phase = torch.exp(2j * torch.pi * torch.arange(config.n_fft // 2 + 1, dtype=torch.float64) * start / config.n_fft)
     got = (frames @ kernel_cos.T - 1j * (frames @ kernel_sin.T)) * phase
     torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "settings", [{}, dict(sampling_rate=8000, win_length=200, hop_length=80, n_fft=256, num_mel_bins=64)]
+)
+def test_mel_bands_cover_every_non_zero_filter_entry(settings):
+    filters = mel_filters_of(MeamtmConfig(**settings))
+    bands = mel_bands(filters)
+    assert [band[2] for band in bands] == [0] + [band[3] for band in bands[:-1]] and bands[-1][3] == filters.shape[1]
+    covered = np.zeros(filters.shape, dtype=bool)
+    for b0, b1, m0, m1 in bands:
+        covered[b0:b1, m0:m1] = True
+    assert not (filters[~covered] != 0).any()
+    assert covered.sum() < 0.2 * covered.size  # the point of the bands: most zeros are skipped
+
+
+def test_banded_mel_product_equals_the_dense_one():
+    frontend = MeamtmFrontend(tiny_config())
+    power = torch.rand(2, 7, frontend.mel_filters.shape[0]) ** 4 * 100
+    banded = frontend._log_mel(power)
+    frontend.mel_bands = None
+    torch.testing.assert_close(banded, frontend._log_mel(power), rtol=1e-6, atol=1e-6)
+    assert MeamtmFrontend(tiny_config(trainable_mel=True)).mel_bands is None  # every entry learns
 
 
 def test_trainable_frontend_has_parameters_and_finite_gradients_on_silence():
