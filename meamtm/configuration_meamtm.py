@@ -46,6 +46,9 @@ class MeamtmConfig(PreTrainedConfig):
     Transformer (AST / ViT):
         hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, hidden_act, qkv_bias,
         layer_norm_eps, initializer_range: as in `ASTConfig`.
+        pooling (`str`, defaults to `"cls"`): what the classifier reads. `"cls"` is AST's mean of the cls and
+            distillation tokens; `"mean"` is the mean of the patch tokens (as AudioMAE and BEATs pool), which
+            gives every patch a direct gradient and trains a small model from scratch faster.
 
     Regularisation and augmentation (training only: an evaluating model runs the plain AST graph, and modules
     whose settings are off are not built):
@@ -110,6 +113,7 @@ class MeamtmConfig(PreTrainedConfig):
     qkv_bias: bool = True
     layer_norm_eps: float | int = 1e-12
     initializer_range: float | int = 0.02
+    pooling: str = "cls"
 
     # Regularisation and augmentation
     hidden_dropout_prob: float | int = 0.0
@@ -249,12 +253,17 @@ class MeamtmConfig(PreTrainedConfig):
             if not 0 <= value < 1:
                 raise ValueError(f"{name}={value} must be in [0, 1).")
         self._check_augmentation()
+        self._check_pooling()
         try:
             from transformers.audio_utils import window_function
 
             window_function(8, self.window)
         except ValueError as error:
             raise ValueError(f"window={self.window!r} is not a window transformers knows: {error}") from None
+
+    def _check_pooling(self):
+        if self.pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling={self.pooling!r} is not one of 'cls' (AST's) or 'mean' (of the patch tokens).")
 
     def _check_augmentation(self):
         for name in ("patchout_time", "patchout_frequency", "patchout_unstructured"):

@@ -21,7 +21,7 @@ from transformers.utils import logging
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
-from .augmentation_meamtm import MeamtmMixing, MeamtmMixup, MeamtmPatchout, MeamtmSpecAugment
+from .augmentation_meamtm import NUM_SPECIAL_TOKENS, MeamtmMixing, MeamtmMixup, MeamtmPatchout, MeamtmSpecAugment
 from .configuration_meamtm import MeamtmConfig
 from .convert_meamtm import adapt_mismatched_position_embeddings, model_from_vit
 from .frontend_meamtm import MeamtmFrontend
@@ -390,7 +390,10 @@ class MeamtmModel(MeamtmPreTrainedModel):
         for layer in self.layers:
             hidden_states = layer(hidden_states, None, **kwargs)
         sequence_output = self.layernorm(hidden_states)
-        pooled_output = (sequence_output[:, 0] + sequence_output[:, 1]) / 2
+        if self.config.pooling == "mean":
+            pooled_output = sequence_output[:, NUM_SPECIAL_TOKENS:].mean(dim=1)
+        else:
+            pooled_output = (sequence_output[:, 0] + sequence_output[:, 1]) / 2
         return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=pooled_output)
 
 
@@ -405,7 +408,7 @@ class MeamtmMLPHead(nn.Module):
 
 
 class MeamtmForAudioClassification(MeamtmPreTrainedModel):
-    """MEAMTM with AST's head (layer norm + linear) on the mean of the cls and distillation tokens."""
+    """MEAMTM with AST's head (layer norm + linear) on the pooled output (`config.pooling`)."""
 
     def __init__(self, config: MeamtmConfig):
         super().__init__(config)

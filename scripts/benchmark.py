@@ -316,10 +316,20 @@ def measure_training(args: BenchmarkArguments, device: torch.device) -> dict:
         steps[name], descriptions[name] = training_step(name, settings, device)
     seconds = alternate(steps, device, args.warmup, args.repeats)
     del steps
+    # A fresh process per measurement, so no configuration inherits another's peak; peak RSS moves by some
+    # 30 MiB from one process to the next, so each configuration is measured `repeats` times, alternating,
+    # and the median is reported (with the spread).
+    samples = {name: [] for name in TRAINING_RUNS}
+    for _ in range(args.repeats):
+        for name in TRAINING_RUNS:
+            with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+                samples[name].append(pool.submit(peak_memory_of, name, settings).result())
     memory = {}
-    for name in TRAINING_RUNS:  # a fresh process each, so no configuration inherits another's peak
-        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-            memory[name] = pool.submit(peak_memory_of, name, settings).result()
+    for name, measured in samples.items():
+        peaks = sorted(sample["peak_bytes"] for sample in measured)
+        memory[name] = dict(measured[0], peak_bytes=median(peaks), peak_bytes_min=peaks[0], peak_bytes_max=peaks[-1])
+        if "process_peak_rss_bytes" in measured[0]:
+            memory[name]["process_peak_rss_bytes"] = median([sample["process_peak_rss_bytes"] for sample in measured])
     rows = {}
     for name in TRAINING_RUNS:
         step_seconds = median(seconds[name])
@@ -334,7 +344,7 @@ def measure_training(args: BenchmarkArguments, device: torch.device) -> dict:
         row["memory_vs_ast"] = row["peak_bytes"] / rows["ast"]["peak_bytes"]
     frontend_seconds = frontend_share(args, device)
     rows["meamtm"]["frontend_share_of_step"] = frontend_seconds / median(seconds["meamtm"])
-    return dict(batch_size=args.train_batch_size, dtype=args.dtype, runs=rows)
+    return dict(batch_size=args.train_batch_size, dtype=args.dtype, memory_repeats=args.repeats, runs=rows)
 
 
 def frontend_share(args: BenchmarkArguments, device: torch.device) -> float:
@@ -537,20 +547,22 @@ def markdown_of(report: dict) -> str:
             "",
             f"## Training step: batch {section['batch_size']}, waveforms in, AdamW",
             "",
-            "| configuration | patch tokens | ms / step | clips / s | vs AST | peak memory (MiB) | vs AST |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| configuration | patch tokens | ms / step | clips / s | vs AST | peak memory (MiB) | range (MiB) | vs AST |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, row in section["runs"].items():
             tokens = row["patch_tokens"]
             label = {"ast": f"AST + ASTFeatureExtractor ({row.get('feature_path')}) in the loop"}.get(name, name)
             lines.append(
                 f"| {label} | {tokens} | {row['ms_per_step']:.0f} | {row['clips_per_second']:.2f} | "
-                f"{row['throughput_vs_ast']:.2f}x | {mb(row['peak_bytes'])} | {row['memory_vs_ast']:.2f}x |"
+                f"{row['throughput_vs_ast']:.2f}x | {mb(row['peak_bytes'])} | "
+                f"{mb(row['peak_bytes_min'])}-{mb(row['peak_bytes_max'])} | {row['memory_vs_ast']:.2f}x |"
             )
         measure = section["runs"]["ast"]["measure"]
         lines += [
             "",
-            f"Peak memory: {measure}, one fresh process per configuration."
+            f"Peak memory: {measure}, median of {section['memory_repeats']} fresh processes per configuration "
+            "(alternating)."
             + (
                 " Whole-process peak RSS (imports included): "
                 + ", ".join(f"{name} {mb(row['process_peak_rss_bytes'])} MiB" for name, row in section["runs"].items())

@@ -27,6 +27,7 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path, fsdd_dir):
     assert training["meamtm_patchout"]["patch_tokens"] < training["meamtm"]["patch_tokens"]
     for row in training.values():
         assert row["ms_per_step"] > 0 and row["peak_bytes"] > 0 and row["attn_implementation"] == "sdpa"
+        assert row["peak_bytes_min"] <= row["peak_bytes"] <= row["peak_bytes_max"]  # a median of fresh processes
     storage = report["storage"]
     assert storage["clips"] == 8 and all(row["bytes"] > 0 for row in storage["runs"].values())
     inference = report["inference"]

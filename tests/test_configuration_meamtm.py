@@ -46,6 +46,7 @@ def test_derived_geometry():
         (dict(preemphasis=1.5), "preemphasis=1.5"),
         (dict(hidden_dropout_prob=1.0), "hidden_dropout_prob=1.0"),
         (dict(window="triangle-ish"), "window='triangle-ish'"),
+        (dict(pooling="max"), "pooling='max'"),
     ],
 )
 def test_invalid_combinations_raise_value_error_naming_the_values(overrides, message):

@@ -34,6 +34,17 @@ def test_shapes_of_base_model_and_classifier():
     assert classifier()(waveforms(3)).logits.shape == (3, 3)
 
 
+def test_pooling_reads_the_cls_tokens_or_the_patch_tokens():
+    model = MeamtmModel(tiny_config()).eval()
+    batch = waveforms(2)
+    output = model(batch)
+    tokens = output.last_hidden_state
+    torch.testing.assert_close(output.pooler_output, (tokens[:, 0] + tokens[:, 1]) / 2)  # AST's
+    model.config.pooling = "mean"
+    output = model(batch)
+    torch.testing.assert_close(output.pooler_output, output.last_hidden_state[:, 2:].mean(dim=1))
+
+
 def test_hidden_states_and_attentions_on_request():
     model = classifier(attn_implementation="eager")
     output = model(waveforms(), output_hidden_states=True, output_attentions=True)
