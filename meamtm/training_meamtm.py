@@ -32,15 +32,17 @@ logger = logging.get_logger(__name__)
 
 
 # Transformer size and window of fresh models. `tiny` and `small` use 64 mel bands and a 128-frame window
-# (1.28 s at a 10 ms hop): short clips (keywords, digits, events) train fast on a CPU. `base` is AST-base.
+# (1.28 s at a 10 ms hop): short clips (keywords, digits, events) train fast on a CPU. They pool the mean of
+# the patch tokens, which trains a small model from scratch faster than AST's cls tokens (FSDD, 12 epochs:
+# 98.4 % against 94.0 %, README). `base` is AST-base, cls pooling included.
 PRESETS = {
     "tiny": dict(
         hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, num_mel_bins=64,
-        max_length=128,
+        max_length=128, pooling="mean",
     ),
     "small": dict(
         hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768, num_mel_bins=64,
-        max_length=128,
+        max_length=128, pooling="mean",
     ),
     "base": {},
 }

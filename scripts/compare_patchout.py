@@ -1,170 +1,116 @@
-"""Does patchout + SpecAugment cost accuracy? Two FSDD runs that differ only in those settings.
+#!/usr/bin/env python
+"""Does patchout + SpecAugment cost accuracy? The FSDD recipe trained twice through `scripts/train.py`.
 
-    python scripts/compare_patchout.py                   # ~ a few minutes per run on 2 CPU cores
-    python scripts/compare_patchout.py --epochs 3        # shorter
-    python scripts/compare_patchout.py --runs augmented --augmented_epochs 12 --time_mask_param 10
+    python scripts/compare_patchout.py                          # both runs (the README's numbers)
+    python scripts/compare_patchout.py --runs augmented --augmentation "patchout_time=0.3,time_mask_param=10"
 
-Both runs train the same small MEAMTM from the same initial weights with the plain transformers `Trainer`
-(same data order, optimiser, schedule and number of epochs) on the FSDD train split and report test
-accuracy and training time. AST's frontend is used (16 kHz, 128 mels, 16x16 patches with stride 10),
-over 1 s windows (100 frames: 99% of FSDD clips are shorter), so each clip has 12 x 9 = 108 patches.
+Both runs are `scripts/train.py` with the README's FSDD recipe (`train.FSDD_RECIPE`: a fresh `small` MEAMTM at
+8 kHz over a 1 s window, the same seed, hence the same initial weights, data order, waveform augmentation,
+optimiser and schedule); the second adds `--augmentation` to the model's config overrides: patchout drops
+patch tokens in training (a cheaper step) and SpecAugment masks the log-mel. Each run's test accuracy and
+training time are written to `OUTPUT_DIR/compare_patchout.{json,md}`; each run's own output (model, plots,
+model card) is in `OUTPUT_DIR/compare-<run>/`.
 """
 
 import json
-import logging
 import os
-import tempfile
-import time
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-from datasets import Audio, load_dataset
-from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import HfArgumentParser
 
-from meamtm import MeamtmConfig, MeamtmFeatureExtractor, MeamtmForAudioClassification
-
-
-logger = logging.getLogger("compare_patchout")
-
-DEFAULT_FSDD = os.environ.get("MEAMTM_FSDD", str(Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"))
-MODEL = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256, max_length=100)
-# FSDD's log-mel statistics (AST normalises each data set with its own; AudioSet's are -4.27 / 4.57),
-# measured with MEAMTM's frontend over the frames of 200 training clips.
-FSDD_MEAN, FSDD_STD = -9.39, 4.90
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import train  # noqa: E402  (scripts/train.py)
+from meamtm import MeamtmConfig  # noqa: E402
 
 
 @dataclass
 class ComparisonArguments:
-    fsdd_dir: str = field(default=DEFAULT_FSDD, metadata={"help": "FSDD in audiofolder layout (train/, test/)."})
-    epochs: int = 8
-    augmented_epochs: int | None = field(
-        default=None, metadata={"help": "Epochs of the patchout run (default: --epochs); it has a cheaper step."}
+    fsdd_dir: str = field(default=str(train.FSDD), metadata={"help": "FSDD in audiofolder layout (train/, test/)."})
+    epochs: int = field(default=train.FSDD_EPOCHS, metadata={"help": "Epochs of both runs."})
+    augmentation: str = field(
+        default="patchout_time=0.25,patchout_frequency=0.2,freq_mask_param=8,time_mask_param=10",
+        metadata={"help": "Config overrides of the second run: 2 of 9 time columns, 1 of 5 frequency rows, masks."},
     )
     runs: list[str] = field(default_factory=lambda: ["plain", "augmented"], metadata={"help": "plain, augmented"})
-    batch_size: int = 32
-    learning_rate: float = 5e-4
     seed: int = 0
-    patchout_time: float = field(default=1 / 3, metadata={"help": "3 of the 9 time columns."})
-    patchout_frequency: float = field(default=0.25, metadata={"help": "3 of the 12 frequency rows."})
-    freq_mask_param: int = field(default=24, metadata={"help": "AST's freqm for ESC-50 (24 of 128 mels)."})
-    time_mask_param: int = field(default=20, metadata={"help": "about AST's ESC-50 share (96 of 512 frames)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training clips."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N test clips."})
     output_dir: str = "benchmark_results"
 
     def __post_init__(self):
         unknown = set(self.runs) - {"plain", "augmented"}
         if unknown:
             raise ValueError(f"Unknown --runs {sorted(unknown)}: choose from plain, augmented.")
+        if not (Path(self.fsdd_dir) / "train").is_dir():
+            raise ValueError(f"--fsdd_dir {self.fsdd_dir} has no train/ folder: point it at FSDD (audiofolder layout).")
 
 
-def load_fsdd(args: ComparisonArguments, extractor: MeamtmFeatureExtractor):
-    """FSDD train/test as waveforms at the model's rate, truncated to its window (no padding stored)."""
-    dataset = load_dataset("audiofolder", data_dir=args.fsdd_dir)
-    dataset = dataset.cast_column("audio", Audio(sampling_rate=extractor.sampling_rate))
-
-    def to_waveforms(batch):
-        arrays = [audio["array"] for audio in batch["audio"]]
-        return extractor(arrays, sampling_rate=extractor.sampling_rate, padding=False, return_attention_mask=False)
-
-    return dataset.map(to_waveforms, batched=True, remove_columns=["audio"])
+def config_overrides(args: ComparisonArguments, run: str) -> str:
+    return train.FSDD_CONFIG_OVERRIDES + ("," + args.augmentation if run == "augmented" else "")
 
 
-def train_and_test(name: str, config: MeamtmConfig, initial_state: dict, data, extractor, args, epochs: int) -> dict:
-    set_seed(args.seed)
-    model = MeamtmForAudioClassification(config)
-    model.load_state_dict(initial_state)
-    with tempfile.TemporaryDirectory() as scratch:
-        training = TrainingArguments(
-            output_dir=scratch,
-            num_train_epochs=epochs,
-            per_device_train_batch_size=args.batch_size,
-            per_device_eval_batch_size=64,
-            learning_rate=args.learning_rate,
-            weight_decay=0.05,
-            warmup_steps=0.1,
-            lr_scheduler_type="cosine",
-            eval_strategy="no",
-            save_strategy="no",
-            logging_strategy="epoch",
-            report_to=[],
-            seed=args.seed,
-            data_seed=args.seed,
-            use_cpu=not torch.cuda.is_available(),
-            disable_tqdm=True,
-        )
-        trainer = Trainer(
-            model=model, args=training, train_dataset=data["train"], processing_class=extractor
-        )
-        # CPU time as well as wall time: on a machine shared with other jobs, wall time mostly measures them.
-        cpu_start = time.process_time()
-        metrics = trainer.train().metrics
-        cpu_seconds = time.process_time() - cpu_start
-        predictions = trainer.predict(data["test"])
-    accuracy = float((predictions.predictions.argmax(-1) == predictions.label_ids).mean())
-    result = dict(
-        run=name,
-        epochs=epochs,
-        test_accuracy=accuracy,
-        train_seconds=metrics["train_runtime"],
-        train_cpu_seconds=cpu_seconds,
-        train_loss=metrics["train_loss"],
+def train_arguments(args: ComparisonArguments, run: str) -> list[str]:
+    """The `scripts/train.py` command line of one run (its `--config_overrides` come last and win)."""
+    command = [
+        *train.FSDD_RECIPE,
+        "--train_dir", os.path.join(args.fsdd_dir, "train"),
+        "--eval_dir", os.path.join(args.fsdd_dir, "test"),
+        "--config_overrides", config_overrides(args, run),
+        "--num_train_epochs", str(args.epochs),
+        "--seed", str(args.seed),
+        "--output_dir", str(Path(args.output_dir) / f"compare-{run}"),
+        "--save_strategy", "no",
+        "--report_to", "none",
+    ]
+    for name in ("max_train_samples", "max_eval_samples"):
+        if getattr(args, name) is not None:
+            command += [f"--{name}", str(getattr(args, name))]
+    return command
+
+
+def run_one(args: ComparisonArguments, run: str) -> dict:
+    metrics = train.main(train_arguments(args, run))
+    config = MeamtmConfig.from_pretrained(Path(args.output_dir) / f"compare-{run}")
+    return dict(
+        run=run,
+        epochs=args.epochs,
+        config_overrides=config_overrides(args, run),
+        patch_tokens=config.num_patches,
         patch_tokens_in_training=config.num_training_patches,
+        test_accuracy=metrics["eval_accuracy"],
+        train_seconds=metrics["train_runtime"],
     )
-    logger.info("%s", result)
-    return result
 
 
-def markdown_of(results: list[dict], args: ComparisonArguments) -> str:
+def markdown_of(results: list[dict]) -> str:
     lines = [
-        f"FSDD, batch {args.batch_size}, same initial weights and data order (torch threads: "
-        f"{torch.get_num_threads()}).",
+        f"FSDD train -> test, `scripts/train.py` with the FSDD recipe, same seed (torch threads: {torch.get_num_threads()}).",
         "",
-        "| run | epochs | patch tokens in training | test accuracy | training wall time (s) | training CPU time (s) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| run | config overrides | epochs | patch tokens in training | test accuracy | training time (s) |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for result in results:
         lines.append(
-            f"| {result['run']} | {result['epochs']} | {result['patch_tokens_in_training']} | {100 * result['test_accuracy']:.1f}% | "
-            f"{result['train_seconds']:.0f} | {result['train_cpu_seconds']:.0f} |"
+            f"| {result['run']} | `{result['config_overrides']}` | {result['epochs']} | "
+            f"{result['patch_tokens_in_training']} of {result['patch_tokens']} | {100 * result['test_accuracy']:.1f}% | "
+            f"{result['train_seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def main():
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    (args,) = HfArgumentParser(ComparisonArguments).parse_args_into_dataclasses()
-    common = dict(MODEL, num_labels=10, spectrogram_mean=FSDD_MEAN, spectrogram_std=FSDD_STD)
-    plain = MeamtmConfig(**common)
-    augmented = MeamtmConfig(
-        **common,
-        patchout_time=args.patchout_time,
-        patchout_frequency=args.patchout_frequency,
-        freq_mask_param=args.freq_mask_param,
-        time_mask_param=args.time_mask_param,
-    )
-    extractor = MeamtmFeatureExtractor.from_model_config(plain)
-    data = load_fsdd(args, extractor)
-    names = data["train"].features["label"].names
-    for config in (plain, augmented):
-        config.id2label = dict(enumerate(names))
-        config.label2id = {label: index for index, label in enumerate(names)}
-    set_seed(args.seed)
-    initial_state = MeamtmForAudioClassification(plain).state_dict()
-    runs = dict(
-        plain=lambda: train_and_test("plain", plain, initial_state, data, extractor, args, args.epochs),
-        augmented=lambda: train_and_test(
-            "patchout + SpecAugment", augmented, initial_state, data, extractor, args,
-            args.augmented_epochs or args.epochs,
-        ),
-    )
-    results = [runs[name]() for name in args.runs]
+def main(argv: list[str] | None = None) -> list[dict]:
+    (args,) = HfArgumentParser(ComparisonArguments).parse_args_into_dataclasses(args=argv)
+    results = [run_one(args, run) for run in args.runs]
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     (output / "compare_patchout.json").write_text(json.dumps(dict(settings=asdict(args), results=results), indent=2))
-    markdown = markdown_of(results, args)
+    markdown = markdown_of(results)
     (output / "compare_patchout.md").write_text(markdown)
     print(markdown)
+    return results
 
 
 if __name__ == "__main__":
