@@ -223,18 +223,25 @@ class WaveformAugmentation:
     noise_snr_db: white noise at a random SNR in [noise_snr_db, noise_snr_db + 20] dB, with probability 1/2
         (0 = off).
     speed: resample by a random factor in [1 - speed, 1 + speed] (tempo and pitch change together).
+    tilt: random spectral tilt, the first-order filter `y[n] = x[n] - a x[n - 1]` with `a` uniform in
+        [-tilt, tilt]: gain `1 - a` at 0 Hz and `1 + a` at the Nyquist frequency (0.5: up to +-9.5 dB between
+        them), as different microphones and rooms tilt a voice's spectrum.
     """
 
     gain_db: float = 0.0
     shift_s: float = 0.0
     noise_snr_db: float = 0.0
     speed: float = 0.0
+    tilt: float = 0.0
 
     def apply(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.speed > 0:
             factor = rng.uniform(1 - self.speed, 1 + self.speed)
             positions = np.arange(0, len(wave) - 1, factor)
             wave = np.interp(positions, np.arange(len(wave)), wave).astype(np.float32) if len(positions) > 1 else wave
+        if self.tilt > 0 and len(wave) > 1:
+            coefficient = np.float32(rng.uniform(-self.tilt, self.tilt))
+            wave = np.concatenate((wave[:1], wave[1:] - coefficient * wave[:-1]))
         if self.gain_db > 0:
             wave = wave * np.float32(10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20))
         if self.noise_snr_db > 0 and rng.random() < 0.5:
