@@ -71,7 +71,7 @@ FSDD = Path(os.environ.get("MEAMTM_FSDD", REPO.parent / "shared" / "data" / "fsd
 # window, AdamW at 3e-4, and waveform augmentation chosen for speakers the training set lacks (gain, delay,
 # noise, speed, tilt). `scripts/compare_patchout.py` trains it too.
 FSDD_CONFIG_OVERRIDES = "sampling_rate=8000,max_length=100"
-FSDD_EPOCHS = 36
+FSDD_EPOCHS = 54
 FSDD_RECIPE = [
     "--config_name", "small",
     "--config_overrides", FSDD_CONFIG_OVERRIDES,

@@ -341,7 +341,7 @@ def test_builtin_recipe_without_fsdd_trains_on_synthetic_sounds_and_classifies_a
     monkeypatch.setattr(train_script, "FSDD", tmp_path / "no-fsdd")
     data_args, model_args, training_args = train_script.parse_arguments(["--max_steps", "3"])
     assert not data_args.has_source and model_args.config_name == "small" and training_args.max_steps == 3
-    assert training_args.learning_rate == 1e-3  # from the recipe; the command line wins where it speaks
+    assert training_args.learning_rate == 3e-4 and data_args.tilt == 0.5  # from the recipe; the command line wins
     metrics = train_script.main(["--config_name", "tiny", "--max_steps", "3", "--eval_strategy", "no",
                                  "--output_dir", str(tmp_path / "out"), *QUIET])
     assert 0 <= metrics["eval_accuracy"] <= 1
