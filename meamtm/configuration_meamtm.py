@@ -49,6 +49,10 @@ class MeamtmConfig(PreTrainedConfig):
         pooling (`str`, defaults to `"cls"`): what the classifier reads. `"cls"` is AST's mean of the cls and
             distillation tokens; `"mean"` is the mean of the patch tokens (as AudioMAE and BEATs pool), which
             gives every patch a direct gradient and trains a small model from scratch faster.
+        recompute_mlp_activation (`bool`, defaults to `True`): in training, each MLP stores its pre-activation
+            only and recomputes the activation in backward. Outputs and gradients are unchanged; it saves one
+            `(batch, tokens, intermediate_size)` tensor per layer (the largest one a layer stores) for one extra
+            elementwise pass. `False` gives autograd's default.
 
     Regularisation and augmentation (training only: an evaluating model runs the plain AST graph, and modules
     whose settings are off are not built):
@@ -114,6 +118,7 @@ class MeamtmConfig(PreTrainedConfig):
     layer_norm_eps: float | int = 1e-12
     initializer_range: float | int = 0.02
     pooling: str = "cls"
+    recompute_mlp_activation: bool = True
 
     # Regularisation and augmentation
     hidden_dropout_prob: float | int = 0.0

@@ -136,15 +136,68 @@ class MeamtmAttention(nn.Module):
         return self.o_proj(output.reshape(*input_shape, -1).contiguous()), weights
 
 
+class ActivationThenLinear(torch.autograd.Function):
+    """`linear(activation(pre), weight, bias)` that saves `pre` only and recomputes `activation(pre)` in backward.
+
+    Autograd would store both `pre` (for the activation's backward) and `activation(pre)` (for the linear's),
+    two `(batch, tokens, intermediate_size)` tensors per layer; this stores one, for one extra elementwise
+    pass in backward. Forward values are the same ops on the same inputs; under autocast the linear runs in
+    the dtype autocast picks and the backward uses that dtype too.
+    """
+
+    @staticmethod
+    def forward(ctx, pre, weight, bias, activation):
+        with torch.no_grad():
+            output = nn.functional.linear(activation(pre), weight, bias)
+        ctx.activation = activation
+        ctx.weight_dtype, ctx.has_bias = weight.dtype, bias is not None
+        ctx.save_for_backward(pre, weight)
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        pre, weight = ctx.saved_tensors
+        with torch.enable_grad():
+            pre = pre.detach().requires_grad_(True)
+            activated = ctx.activation(pre)
+        dtype = grad_output.dtype  # the linear's compute dtype (autocast's, where it was on)
+        grad_rows = grad_output.reshape(-1, grad_output.shape[-1])
+        grad_weight = grad_rows.t().mm(activated.detach().reshape(-1, activated.shape[-1]).to(dtype))
+        grad_bias = grad_rows.sum(0) if ctx.has_bias else None
+        grad_activated = grad_output.matmul(weight.to(dtype)).to(activated.dtype)
+        (grad_pre,) = torch.autograd.grad(activated, pre, grad_activated)
+        grad_bias = grad_bias.to(ctx.weight_dtype) if grad_bias is not None else None
+        return grad_pre, grad_weight.to(ctx.weight_dtype), grad_bias, None
+
+
 class MeamtmMLP(nn.Module):
     def __init__(self, config: MeamtmConfig):
         super().__init__()
+        self.config = config
         self.activation_fn = ACT2FN[config.hidden_act]
         self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
         self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
 
+    def recomputes_activation(self, pre: torch.Tensor) -> bool:
+        """Whether this forward stores only the pre-activation (see `config.recompute_mlp_activation`).
+
+        Only in eager autograd with a plain `nn.Linear` fc2 without hooks: an adapter (LoRA), a quantised or a
+        hooked fc2 must run its own forward, and torch.compile recomputes elementwise ops by itself.
+        """
+        return (
+            self.config.recompute_mlp_activation
+            and pre.requires_grad
+            and torch.is_grad_enabled()
+            and type(self.fc2) is nn.Linear
+            and not (self.fc2._forward_hooks or self.fc2._forward_pre_hooks)
+            and not (torch.compiler.is_compiling() or torch.jit.is_tracing())
+        )
+
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.activation_fn(self.fc1(hidden_states)))
+        pre = self.fc1(hidden_states)
+        if self.recomputes_activation(pre):
+            return ActivationThenLinear.apply(pre, self.fc2.weight, self.fc2.bias, self.activation_fn)
+        return self.fc2(self.activation_fn(pre))
 
 
 class MeamtmLayer(GradientCheckpointingLayer):

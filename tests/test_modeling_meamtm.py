@@ -100,6 +100,62 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         torch.testing.assert_close(left.grad, right.grad, msg=name)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("hidden_act", ["gelu", "relu"])
+def test_recomputed_mlp_activation_gives_the_same_outputs_and_gradients(dtype, hidden_act):
+    recomputing = classifier(hidden_act=hidden_act).train()
+    storing = classifier(hidden_act=hidden_act, recompute_mlp_activation=False).train()
+    storing.load_state_dict(recomputing.state_dict())
+    assert recomputing.config.recompute_mlp_activation  # the default
+    inputs, labels = waveforms(), torch.tensor([1, 2])
+    results = []
+    for model in (recomputing, storing):
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            output = model(inputs, labels=labels)
+        output.loss.backward()
+        results.append((output.logits, {name: parameter.grad for name, parameter in model.named_parameters()}))
+    (logits, gradients), (expected_logits, expected_gradients) = results
+    assert torch.equal(logits, expected_logits)
+    for name, gradient in gradients.items():
+        assert gradient is not None and gradient.dtype == torch.float32, name
+        torch.testing.assert_close(gradient, expected_gradients[name], msg=name)
+
+
+def test_recomputed_mlp_activation_stores_less_for_backward():
+    """The point of it: per layer, the `(batch, tokens, intermediate_size)` activation is not kept."""
+    sizes = {}
+    for recompute in (True, False):
+        model = classifier(recompute_mlp_activation=recompute).train()
+        stored = []
+
+        def pack(tensor):
+            stored.append(tensor.untyped_storage().nbytes())
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):  # what forward stores
+            loss = model(waveforms(), labels=torch.tensor([1, 2])).loss
+        sizes[recompute] = sum(stored)
+        loss.backward()
+    config = classifier().config
+    activation_bytes = 2 * (config.num_patches + 2) * config.intermediate_size * 4
+    assert sizes[False] - sizes[True] >= config.num_hidden_layers * activation_bytes
+
+
+def test_mlp_with_an_adapter_or_hook_on_fc2_runs_its_own_forward():
+    model = classifier().train()
+    mlp = model.meamtm.layers[0].mlp
+    pre = torch.randn(2, 3, model.config.intermediate_size, requires_grad=True)
+    assert mlp.recomputes_activation(pre)
+    with torch.no_grad():
+        assert not mlp.recomputes_activation(pre)
+    calls = []
+    handle = mlp.fc2.register_forward_hook(lambda *args: calls.append(1))
+    assert not mlp.recomputes_activation(pre)
+    model(waveforms(), labels=torch.tensor([1, 2])).loss.backward()
+    assert len(calls) == 1
+    handle.remove()
+
+
 def test_training_reduces_the_loss():
     model = classifier().train()
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
