@@ -22,14 +22,10 @@ from transformers.audio_utils import mel_filter_bank, window_function
 from .configuration_meamtm import MeamtmConfig
 
 
-# The FFT back end works through the batch in pieces whose frame buffer stays about this size, so it
-# lives in cache instead of making several passes through main memory (3x faster on 2 cores).
-FFT_CHUNK_BYTES = 4 * 2**20
-
-# Cost of one extra matrix product in `mel_bands`, in multiply-adds per spectrogram frame: a product's fixed
-# overhead (~20 us on CPU) is worth about this many when the FFT back end works on one 10 s clip at a time.
-MEL_BAND_CALL_COST = 256
-
+# The FFT back end works through the batch in pieces of whole frames (several clips, or part of one clip)
+# whose frame buffer stays about this size, so the half-dozen passes over it stay in cache instead of
+# going through main memory.
+FFT_PIECE_BYTES = 2 * 2**20
 
 def kaldi_frame_operator(config: MeamtmConfig) -> np.ndarray:
     """The per-frame linear map `window * preemphasis(frame - mean(frame))`, `(win_length, win_length)`, float64."""
@@ -63,40 +59,9 @@ def mel_filters_of(config: MeamtmConfig) -> np.ndarray:
         )
 
 
-def mel_bands(filters: np.ndarray, call_cost: int = MEL_BAND_CALL_COST) -> list[tuple[int, int, int, int]]:
-    """Split a mel filter bank `(num_bins, num_mels)` into groups of consecutive filters and the bins they cover.
-
-    Each triangular filter is non-zero on a short run of frequency bins (1.5 % of AST's bank is non-zero), so
-    the mel product `power @ filters` can skip the zeros: one product per group, `power[..., b0:b1] @
-    filters[b0:b1, m0:m1]`. Returns `[(b0, b1, m0, m1), ...]` covering the filters in order; the grouping
-    minimises multiply-adds plus `call_cost` per product (dynamic programming). The result is exact: the
-    skipped products are products with zero.
-    """
-    nonzero = filters != 0
-    num_mels = filters.shape[1]
-    runs = []
-    for mel in range(num_mels):
-        bins = np.flatnonzero(nonzero[:, mel])
-        runs.append((int(bins[0]), int(bins[-1]) + 1) if len(bins) else None)
-    best = [0] + [None] * num_mels  # best[j]: cost of grouping filters [0, j)
-    choice = [0] * (num_mels + 1)
-    for stop in range(1, num_mels + 1):
-        low, high = filters.shape[0], 0
-        for start in range(stop - 1, -1, -1):
-            if runs[start] is not None:
-                low, high = min(low, runs[start][0]), max(high, runs[start][1])
-            cost = best[start] + max(high - low, 0) * (stop - start) + call_cost
-            if best[stop] is None or cost < best[stop]:
-                best[stop], choice[stop] = cost, start
-    groups, stop = [], num_mels
-    while stop > 0:
-        start = choice[stop]
-        covered = [runs[mel] for mel in range(start, stop) if runs[mel] is not None]
-        low = min((run[0] for run in covered), default=0)
-        high = max((run[1] for run in covered), default=0)
-        groups.append((low, high, start, stop))
-        stop = start
-    return groups[::-1]
+def power_of(squares: torch.Tensor) -> torch.Tensor:
+    """`(..., freq, 2)` squared real and imaginary parts -> power `(..., freq)`."""
+    return squares[..., 0] + squares[..., 1]
 
 
 class MeamtmFrontend(nn.Module):
@@ -149,9 +114,6 @@ class MeamtmFrontend(nn.Module):
         else:
             self.register_buffer("mel_filters", mel, persistent=False)
         self.register_buffer("window", torch.zeros(config.win_length, dtype=stft_dtype), persistent=False)
-        # Fixed filters on CPU: the mel product skips the filters' zeros (`mel_bands`). Trainable filters keep
-        # the dense product, so every entry gets a gradient; on a GPU one dense product is cheaper than several.
-        self.mel_bands = None if config.trainable_mel else mel_bands(mel_filters_of(config))
         self.reset_kernels()
 
     def kernels(self) -> dict[str, torch.Tensor]:
@@ -220,11 +182,18 @@ class MeamtmFrontend(nn.Module):
                     output[:, :num_frames] = self._log_mel(self._power_conv(waveforms))
                 elif torch.compiler.is_compiling() or torch.jit.is_tracing():
                     # One piece while tracing: a loop over pieces would fix the batch size in the graph.
-                    output[:, :num_frames] = self._log_mel(self._power_fft(waveforms))
+                    output[:, :num_frames] = self._log_mel(power_of(self._squares_fft(waveforms)))
                 else:
-                    chunk = self._fft_chunk(waveforms)
-                    for start, piece in zip(range(0, batch_size, chunk), waveforms.split(chunk)):
-                        output[start : start + chunk, :num_frames] = self._log_mel(self._power_fft(piece))
+                    # Filters that learn take the dense product, so every entry gets a gradient.
+                    learning = self.mel_filters.requires_grad and torch.is_grad_enabled()
+                    sparse_filters = None if learning else self._sparse_mel_filters()
+                    for clips, frames in self._fft_pieces(batch_size, num_frames):
+                        samples = slice(frames.start * config.hop_length, (frames.stop - 1) * config.hop_length + config.win_length)
+                        squares = self._squares_fft(waveforms[clips, samples])
+                        if sparse_filters is None:
+                            output[clips, frames] = self._log_mel(power_of(squares))
+                        else:
+                            output[clips, frames] = self._log_mel_sparse(squares, sparse_filters)
             if lengths is not None:
                 frames_per_clip = torch.div(lengths - config.win_length, config.hop_length, rounding_mode="floor") + 1
                 is_padding = torch.arange(config.max_length, device=output.device)[None, :] >= frames_per_clip[:, None]
@@ -238,12 +207,31 @@ class MeamtmFrontend(nn.Module):
 
     def _log_mel(self, power: torch.Tensor) -> torch.Tensor:
         """Power `(batch, frames, freq)` -> float32 normalised log-mel `(batch, frames, num_mel_bins)`."""
-        power, filters = power.float(), self.mel_filters.float()
-        if self.mel_bands is None or power.device.type != "cpu":
-            mel = torch.matmul(power, filters)
-        else:
-            mel = torch.cat([power[..., b0:b1] @ filters[b0:b1, m0:m1] for b0, b1, m0, m1 in self.mel_bands], -1)
+        mel = torch.matmul(power.float(), self.mel_filters.float())
         return self._normalize(mel.clamp_min_(self.config.mel_floor).log_())
+
+    def _sparse_mel_filters(self) -> torch.Tensor:
+        """The mel filters' non-zero entries, `(num_mel_bins, freq)` CSR: 504 of AST's 32,896 (made per forward,
+        in some 50 us, so they always follow `mel_filters`)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+            return self.mel_filters.detach().float().t().to_sparse_csr()
+
+    def _log_mel_sparse(self, squares: torch.Tensor, sparse_filters: torch.Tensor) -> torch.Tensor:
+        """`_log_mel(power_of(squares))` with fixed filters stored sparse, `(num_mel_bins, freq)` CSR: each bin
+        feeds at most two triangular filters, so the product skips 98 % of the dense one's multiply-adds.
+
+        The sparse product wants the power with frames along rows, `(freq, batch * frames)`: the power is
+        written in that layout, the log-mel computed in it, in place, and returned as a view.
+        """
+        batch_size, num_frames, num_bins, _ = squares.shape
+        by_bin = squares.new_empty(num_bins, batch_size, num_frames)
+        torch.add(squares[..., 0], squares[..., 1], out=by_bin.permute(1, 2, 0))
+        mel = torch.sparse.mm(sparse_filters, by_bin.view(num_bins, -1))
+        mel.clamp_min_(self.config.mel_floor).log_()
+        if self.config.do_normalize:
+            mel.sub_(self.config.spectrogram_mean).div_(2 * self.config.spectrogram_std)
+        return mel.view(-1, batch_size, num_frames).permute(1, 2, 0)
 
     def _power_conv(self, waveforms: torch.Tensor) -> torch.Tensor:
         """nnAudio's STFT convolution with the folded kernels: `(batch, samples)` -> power `(batch, frames, freq)`."""
@@ -255,44 +243,57 @@ class MeamtmFrontend(nn.Module):
         imag = nn.functional.conv1d(padded, self.stft.wsin, stride=self.stft.stride)
         return (real * real + imag * imag).transpose(1, 2)
 
-    def _fft_chunk(self, waveforms: torch.Tensor) -> int:
-        """Clips per FFT piece: a frame buffer of about `FFT_CHUNK_BYTES` stays in cache (3x faster on CPU)."""
-        config = self.config
-        frame_bytes = config.n_fft * self.window.element_size() * config.num_frames_of(waveforms.shape[-1])
-        return max(1, FFT_CHUNK_BYTES // frame_bytes)
+    def _fft_pieces(self, batch_size: int, num_frames: int) -> list[tuple[slice, slice]]:
+        """(clips, frames) slices that tile the batch, each with a frame buffer of about `FFT_PIECE_BYTES`."""
+        frames_per_piece = max(1, FFT_PIECE_BYTES // (self.config.n_fft * self.window.element_size()))
+        if num_frames > frames_per_piece:  # part of a clip at a time
+            return [
+                (slice(clip, clip + 1), slice(start, min(start + frames_per_piece, num_frames)))
+                for clip in range(batch_size)
+                for start in range(0, num_frames, frames_per_piece)
+            ]
+        clips_per_piece = frames_per_piece // num_frames  # several whole clips at a time
+        return [(slice(start, start + clips_per_piece), slice(0, num_frames)) for start in range(0, batch_size, clips_per_piece)]
 
-    def _power_fft(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """The map of `_power_conv` by FFT: `(batch, samples)` -> power `(batch, frames, freq)`."""
+    def _squares_fft(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """The map of `_power_conv` by FFT, before the sum: `(batch, samples)` -> float32 `(batch, frames, freq, 2)`,
+        the squared real and imaginary parts (`power_of` adds them).
+
+        `waveforms` start at a frame's first sample (that sample's pre-emphasis needs no earlier one).
+        """
         config = self.config
-        emphasis = config.preemphasis
+        emphasis, size, hop = config.preemphasis, config.win_length, config.hop_length
         waveforms = waveforms.to(self.window.dtype)
-        # Pre-emphasis of the whole signal equals Kaldi's per-frame pre-emphasis except at each frame's first
-        # sample, which is set below; the DC offset (frame mean m) becomes a subtraction of (1 - p) m.
-        emphasised = torch.cat((waveforms[:, :1], torch.sub(waveforms[:, 1:], waveforms[:, :-1], alpha=emphasis)), 1)
-        frames = emphasised.unfold(-1, config.win_length, config.hop_length)  # a view, no copy
-        num_frames = frames.shape[1]
+        num_frames = (waveforms.shape[-1] - size) // hop + 1
         buffer = waveforms.new_empty(waveforms.shape[0], num_frames, config.n_fft)
-        buffer[..., config.win_length :] = 0  # the FFT's zero padding; the rest is written below
-        windowed = buffer[..., : config.win_length]
-        first = waveforms[:, :: config.hop_length][:, :num_frames]
+        buffer[..., size:] = 0  # the FFT's zero padding; the rest is written below
+        windowed = buffer[..., :size]
+        # Pre-emphasis of the whole signal equals Kaldi's per-frame pre-emphasis except at each frame's first
+        # sample, which is set below: frame t's samples 1.. are `emphasised[t * hop:][: size - 1]`. The frame's
+        # DC offset (mean m) becomes a subtraction of (1 - p) m, first sample included.
+        emphasised = torch.sub(waveforms[:, 1:], waveforms[:, :-1], alpha=emphasis)
+        frames = emphasised.unfold(-1, size - 1, hop)  # views, no copies
+        first = waveforms[:, : (num_frames - 1) * hop + 1 : hop]
         if config.remove_dc_offset:
-            sums = nn.functional.pad(waveforms.cumsum(-1), (1, 0))
-            ends = sums[:, config.win_length :: config.hop_length][:, :num_frames]
-            means = (ends - sums[:, :: config.hop_length][:, :num_frames]) / config.win_length
+            means = waveforms.unfold(-1, size, hop).mean(-1)
             if torch.compiler.is_compiling():
                 # Dynamo refuses `out=` into a strided view; inductor fuses this copy anyway.
-                windowed.copy_(torch.sub(frames, means[..., None], alpha=1 - emphasis))
+                windowed[..., 1:].copy_(torch.sub(frames, means[..., None], alpha=1 - emphasis))
             else:
-                torch.sub(frames, means[..., None], alpha=1 - emphasis, out=windowed)
+                torch.sub(frames, means[..., None], alpha=1 - emphasis, out=windowed[..., 1:])
             first = first - means
         else:
-            windowed.copy_(frames)
+            windowed[..., 1:].copy_(frames)
         windowed[..., 0] = (1 - emphasis) * first
         windowed.mul_(self.window)
-        spectrum = torch.fft.rfft(buffer)
-        # real**2 + imag**2 as two products: view_as_real(...).square().sum(-1) is 4x slower on CPU.
-        real, imag = spectrum.real, spectrum.imag
-        return real * real + imag * imag
+        parts = torch.view_as_real(torch.fft.rfft(buffer))  # (batch, frames, freq, 2): real, imaginary
+        if parts.requires_grad or torch.compiler.is_compiling() or torch.jit.is_tracing():
+            squares = parts.square().float()
+        else:
+            # Squared in the STFT's precision and rounded to float32 (where the mel product runs) in one pass:
+            # the float64 `real * real + imag * imag` over the complex tensor's strided halves took 4x as long.
+            squares = torch.mul(parts, parts, out=parts.new_empty(parts.shape, dtype=torch.float32))
+        return squares
 
 
 __all__ = ["MeamtmFrontend"]

@@ -6,7 +6,7 @@ import torch
 from transformers import ASTFeatureExtractor
 
 from meamtm import MeamtmConfig, MeamtmFrontend
-from meamtm.frontend_meamtm import kaldi_frame_operator, mel_bands, mel_filters_of
+from meamtm.frontend_meamtm import kaldi_frame_operator, power_of
 
 from .conftest import tiny_config
 
@@ -114,27 +114,23 @@ def test_folded_kernels_are_the_kaldi_frame_operator_on_nnaudio_basis():
     torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-10)
 
 
-@pytest.mark.parametrize(
-    "settings", [{}, dict(sampling_rate=8000, win_length=200, hop_length=80, n_fft=256, num_mel_bins=64)]
-)
-def test_mel_bands_cover_every_non_zero_filter_entry(settings):
-    filters = mel_filters_of(MeamtmConfig(**settings))
-    bands = mel_bands(filters)
-    assert [band[2] for band in bands] == [0] + [band[3] for band in bands[:-1]] and bands[-1][3] == filters.shape[1]
-    covered = np.zeros(filters.shape, dtype=bool)
-    for b0, b1, m0, m1 in bands:
-        covered[b0:b1, m0:m1] = True
-    assert not (filters[~covered] != 0).any()
-    assert covered.sum() < 0.2 * covered.size  # the point of the bands: most zeros are skipped
-
-
-def test_banded_mel_product_equals_the_dense_one():
+def test_sparse_mel_product_equals_the_dense_one():
     frontend = MeamtmFrontend(tiny_config())
-    power = torch.rand(2, 7, frontend.mel_filters.shape[0]) ** 4 * 100
-    banded = frontend._log_mel(power)
-    frontend.mel_bands = None
-    torch.testing.assert_close(banded, frontend._log_mel(power), rtol=1e-6, atol=1e-6)
-    assert MeamtmFrontend(tiny_config(trainable_mel=True)).mel_bands is None  # every entry learns
+    squares = torch.rand(2, 7, frontend.mel_filters.shape[0], 2) ** 4 * 100
+    sparse = frontend._log_mel_sparse(squares, frontend._sparse_mel_filters())
+    torch.testing.assert_close(sparse, frontend._log_mel(power_of(squares)), rtol=1e-6, atol=1e-6)
+    assert frontend._sparse_mel_filters()._nnz() == int((frontend.mel_filters != 0).sum())
+
+
+def test_trainable_mel_filters_learn_on_the_fft_back_end():
+    """With a frozen STFT the FFT back end runs; trainable filters then take the dense product, with gradients."""
+    frontend = MeamtmFrontend(tiny_config(trainable_mel=True))
+    waveform = torch.randn(2, 12_000)
+    assert frontend.backend_for(waveform) == "fft"
+    frontend(waveform).sum().backward()
+    assert frontend.mel_filters.grad is not None and frontend.mel_filters.grad.abs().sum() > 0
+    with torch.no_grad():  # and the sparse product otherwise, with the same result
+        torch.testing.assert_close(frontend(waveform), MeamtmFrontend(tiny_config())(waveform), atol=1e-6, rtol=0)
 
 
 def test_trainable_frontend_has_parameters_and_finite_gradients_on_silence():
@@ -166,6 +162,25 @@ def test_fft_back_end_equals_nnaudio_convolution():
     fft = MeamtmFrontend(tiny_config(stft_backend="fft"))
     assert conv.backend_for(waveform) == "conv" and fft.backend_for(waveform) == "fft"
     torch.testing.assert_close(fft(waveform), conv(waveform), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("piece_frames", [1, 7, 64, 200])
+def test_fft_pieces_of_part_of_a_clip_or_several_clips_give_the_same_features(monkeypatch, piece_frames):
+    """The FFT back end tiles the batch into pieces of whole frames; any tiling gives the conv result."""
+    from meamtm import frontend_meamtm
+
+    config = tiny_config(stft_backend="fft")
+    monkeypatch.setattr(frontend_meamtm, "FFT_PIECE_BYTES", piece_frames * config.n_fft * 8)
+    frontend = MeamtmFrontend(config)
+    pieces = frontend._fft_pieces(5, config.max_length)
+    covered = torch.zeros(5, config.max_length, dtype=torch.int64)
+    for clips, frames in pieces:
+        covered[clips, frames] += 1
+    assert torch.all(covered == 1)
+    waveform = torch.randn(5, 12_000) * torch.logspace(-3, 0, 5)[:, None]
+    lengths = torch.tensor([12_000, 11_000, 4_000, 400, 12_000])
+    expected = MeamtmFrontend(tiny_config(stft_backend="conv"))(waveform, lengths)
+    torch.testing.assert_close(frontend(waveform, lengths), expected, atol=1e-5, rtol=0)
 
 
 def test_auto_back_end_uses_fft_on_cpu_only_when_frozen():
