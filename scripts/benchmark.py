@@ -26,6 +26,7 @@ REPORTED_ENVIRONMENT = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POL
 for _name, _value in THREAD_SETTINGS.items():
     os.environ.setdefault(_name, _value)
 
+import ctypes
 import json
 import logging
 import platform
@@ -89,6 +90,10 @@ class BenchmarkArguments:
     inference_clips: int = 16
     warmup: int = 1
     repeats: int = field(default=3, metadata={"help": "Timed rounds per section (medians are reported)."})
+    fixed_mmap_threshold: bool = field(
+        default=True,
+        metadata={"help": "CPU peak memory with glibc malloc's mmap threshold fixed, so RSS follows live memory."},
+    )
     patchout_time: float = field(default=0.4, metadata={"help": "Structured patchout of the time columns (PaSST: 40 of 99)."})
     patchout_frequency: float = field(default=1 / 3, metadata={"help": "... of the frequency rows (PaSST: 4 of 12)."})
     fsdd_dir: str = field(default=DEFAULT_FSDD, metadata={"help": "Free Spoken Digit Dataset (audiofolder layout)."})
@@ -289,15 +294,38 @@ def resident_memory() -> tuple[int, int]:
     return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
 
 
+# glibc's malloc raises its mmap threshold each time it frees a large mapped block (up to 32 MiB); after that,
+# freed tensors stay in the heap, and peak RSS counts the heap's fragmentation too: the same configuration's
+# peak moved by 30-60 MiB from one process to the next, in either direction. With the threshold fixed
+# (mallopt, which also stops the adjustment) every tensor above it gets its own mapping, returned when freed,
+# so peak RSS follows the memory the step needs (as max_memory_allocated does on a GPU), to within 1 MiB.
+M_MMAP_THRESHOLD = -3  # glibc's <malloc.h>
+FIXED_MMAP_THRESHOLD = 128 * 1024  # glibc's initial value
+
+
+def fix_mmap_threshold() -> bool:
+    """Fix glibc malloc's mmap threshold in this process; False where that is not possible (no glibc)."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, FIXED_MMAP_THRESHOLD))
+    except (OSError, AttributeError):
+        return False
+
+
 def peak_memory_of(name: str, settings: dict) -> dict:
     """Runs in a fresh process: peak memory of two training steps of one configuration.
 
-    On CPU: the peak RSS above the RSS after imports. Importing torch and transformers has a transient peak
-    larger than a tiny model's whole step, so the kernel's high-water mark is reset first (clear_refs 5).
+    On CPU: the peak RSS above the RSS after imports, with malloc's mmap threshold fixed (unless
+    `--fixed_mmap_threshold false`). Importing torch and transformers has a transient peak larger than a
+    tiny model's whole step, so the kernel's high-water mark is reset first (clear_refs 5).
     """
     args = BenchmarkArguments(**settings)
     device = torch.device(args.device)
+    measure = "peak RSS above the RSS after imports"
     if device.type == "cpu":
+        if args.fixed_mmap_threshold and fix_mmap_threshold():
+            measure += f", glibc malloc's mmap threshold fixed at {FIXED_MMAP_THRESHOLD // 1024} KiB"
+        else:
+            measure += ", default allocator settings"
         Path("/proc/self/clear_refs").write_text("5")
         baseline, _ = resident_memory()
     step, _ = training_step(name, settings, device)
@@ -309,7 +337,7 @@ def peak_memory_of(name: str, settings: dict) -> dict:
     if device.type == "cuda":
         return dict(peak_bytes=torch.cuda.max_memory_allocated(device), measure="torch.cuda.max_memory_allocated")
     _, peak = resident_memory()
-    return dict(peak_bytes=peak - baseline, process_peak_rss_bytes=peak, measure="peak RSS above the RSS after imports")
+    return dict(peak_bytes=peak - baseline, process_peak_rss_bytes=peak, measure=measure)
 
 
 def measure_training(args: BenchmarkArguments, device: torch.device) -> dict:
@@ -319,9 +347,8 @@ def measure_training(args: BenchmarkArguments, device: torch.device) -> dict:
         steps[name], descriptions[name] = training_step(name, settings, device)
     seconds = alternate(steps, device, args.warmup, args.repeats)
     del steps
-    # A fresh process per measurement, so no configuration inherits another's peak; peak RSS moves by some
-    # 30 MiB from one process to the next, so each configuration is measured `repeats` times, alternating,
-    # and the median is reported (with the spread).
+    # A fresh process per measurement, so no configuration inherits another's peak; each configuration is
+    # measured `repeats` times, alternating, and the median is reported with the spread.
     samples = {name: [] for name in TRAINING_RUNS}
     for _ in range(args.repeats):
         for name in TRAINING_RUNS:
