@@ -31,8 +31,8 @@ class ComparisonArguments:
     fsdd_dir: str = field(default=str(train.FSDD), metadata={"help": "FSDD in audiofolder layout (train/, test/)."})
     epochs: int = field(default=train.FSDD_EPOCHS, metadata={"help": "Epochs of both runs."})
     augmentation: str = field(
-        default="patchout_time=0.25,patchout_frequency=0.2,freq_mask_param=8,time_mask_param=10",
-        metadata={"help": "Config overrides of the second run: 2 of 9 time columns, 1 of 5 frequency rows, masks."},
+        default="patchout_time=0.12,patchout_frequency=0.2,freq_mask_param=4,time_mask_param=5",
+        metadata={"help": "Config overrides of the second run: 1 of 9 time columns, 1 of 5 frequency rows, masks."},
     )
     runs: list[str] = field(default_factory=lambda: ["plain", "augmented"], metadata={"help": "plain, augmented"})
     seed: int = 0
