@@ -175,7 +175,11 @@ class MeamtmFrontend(nn.Module):
         # AST pads missing frames with zeros, then normalises.
         padding_value = self._normalize(0.0)
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
-            output = waveforms.new_full((batch_size, config.max_length, config.num_mel_bins), padding_value, dtype=torch.float32)
+            # Stored mel-major, (batch, num_mel_bins, max_length), and returned as its transpose: the patch
+            # embedding reads it as a (frequency, time) image, and the sparse mel product writes it that way.
+            output = waveforms.new_full(
+                (batch_size, config.num_mel_bins, config.max_length), padding_value, dtype=torch.float32
+            ).transpose(1, 2)
             num_frames = min(config.num_frames_of(waveforms.shape[-1]), config.max_length)
             if num_frames > 0:
                 # Samples past the last frame that fits in `max_length` never reach the output.
@@ -199,7 +203,7 @@ class MeamtmFrontend(nn.Module):
             if lengths is not None:
                 frames_per_clip = torch.div(lengths - config.win_length, config.hop_length, rounding_mode="floor") + 1
                 is_padding = torch.arange(config.max_length, device=output.device)[None, :] >= frames_per_clip[:, None]
-                output = output.masked_fill(is_padding[..., None], padding_value)
+                output.masked_fill_(is_padding[..., None], padding_value)  # in place: keeps the mel-major layout
         return output
 
     def _normalize(self, log_mel):
@@ -289,13 +293,10 @@ class MeamtmFrontend(nn.Module):
         windowed[..., 0] = (1 - emphasis) * first
         windowed.mul_(self.window)
         parts = torch.view_as_real(torch.fft.rfft(buffer))  # (batch, frames, freq, 2): real, imaginary
-        if parts.requires_grad or torch.compiler.is_compiling() or torch.jit.is_tracing():
-            squares = parts.square().float()
-        else:
-            # Squared in the STFT's precision and rounded to float32 (where the mel product runs) in one pass:
-            # the float64 `real * real + imag * imag` over the complex tensor's strided halves took 4x as long.
-            squares = torch.mul(parts, parts, out=parts.new_empty(parts.shape, dtype=torch.float32))
-        return squares
+        # Rounded to float32 (where the mel product runs), then squared in place: the rounding is relative to
+        # each value (6e-8), unlike the FFT's own error, which is relative to the frame and needs float64. The
+        # float64 `real * real + imag * imag` over the complex tensor's strided halves took 4x as long.
+        return parts.to(torch.float32).square_()
 
 
 __all__ = ["MeamtmFrontend"]

@@ -183,6 +183,16 @@ def test_fft_pieces_of_part_of_a_clip_or_several_clips_give_the_same_features(mo
     torch.testing.assert_close(frontend(waveform, lengths), expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("backend", ["conv", "fft"])
+def test_features_are_stored_mel_major_for_the_patch_embedding(backend):
+    """`(batch, max_length, num_mel_bins)` as AST's features, stored as the `(frequency, time)` image the
+    patch embedding convolves, so it gets a contiguous input without a copy."""
+    config = tiny_config(stft_backend=backend)
+    features = MeamtmFrontend(config)(torch.randn(2, 12_000), torch.tensor([12_000, 5_000]))
+    assert features.shape == (2, config.max_length, config.num_mel_bins)
+    assert features.transpose(1, 2).is_contiguous()
+
+
 def test_auto_back_end_uses_fft_on_cpu_only_when_frozen():
     waveform = torch.zeros(1, 1000)
     assert MeamtmFrontend(tiny_config()).backend_for(waveform) == "fft"
