@@ -90,6 +90,11 @@ class BenchmarkArguments:
     inference_clips: int = 16
     warmup: int = 1
     repeats: int = field(default=3, metadata={"help": "Timed rounds per section (medians are reported)."})
+    frontend_repeats: int = field(
+        default=7,
+        metadata={"help": "Timed rounds of the frontend section (under a second each: more rounds keep one slow round "
+                  "on a shared machine from moving the median)."},
+    )
     fixed_mmap_threshold: bool = field(
         default=True,
         metadata={"help": "CPU peak memory with glibc malloc's mmap threshold fixed, so RSS follows live memory."},
@@ -104,7 +109,7 @@ class BenchmarkArguments:
 
     def __post_init__(self):
         if self.quick:
-            self.size, self.repeats = "tiny", 2
+            self.size, self.repeats, self.frontend_repeats = "tiny", 2, 2
             self.frontend_batch_size, self.train_batch_size = 8, 4
             self.inference_batch_size, self.inference_clips = 4, 8
             self.storage_clips = self.storage_clips or 16
@@ -220,12 +225,13 @@ def measure_frontend(args: BenchmarkArguments, device: torch.device) -> dict:
     else:
         torchaudio_note = "not measured: torchaudio is not importable here (no release for this torch)"
     difference = float(np.abs(ours().cpu().numpy() - ast_numpy()).max())
-    seconds = alternate(runs, device, args.warmup, args.repeats)
+    seconds = alternate(runs, device, args.warmup, args.frontend_repeats)
     rows = {}
     for name, values in seconds.items():
         batch_seconds = median(values)
         rows[name] = dict(
             ms_per_batch=1000 * batch_seconds,
+            ms_per_batch_rounds=[round(1000 * value, 1) for value in values],
             ms_per_clip=1000 * batch_seconds / args.frontend_batch_size,
             clips_per_second=args.frontend_batch_size / batch_seconds,
             device=str(device) if name == "meamtm_frontend" else "cpu",
@@ -550,7 +556,8 @@ def markdown_of(report: dict) -> str:
         + f"), dtype `{settings['dtype']}`, attention "
         f"`{settings['attn_implementation']}`, size `{settings['size']}` ({report['model']}), "
         f"torch {machine['torch']}, transformers {machine['transformers']}. Medians of {settings['repeats']} "
-        f"alternating rounds after {settings['warmup']} warm-up round(s).",
+        f"alternating rounds ({settings['frontend_repeats']} for the frontend) after {settings['warmup']} warm-up "
+        "round(s).",
     ]
     if "frontend" in report:
         section = report["frontend"]
@@ -569,7 +576,11 @@ def markdown_of(report: dict) -> str:
         lines += [
             "",
             f"MEAMTM STFT back end `{section['stft_backend']}`; max |difference| to AST's features "
-            f"{section['max_abs_difference_to_ast']:.1e}. torchaudio path: {section['torchaudio']}.",
+            f"{section['max_abs_difference_to_ast']:.1e}. torchaudio path: {section['torchaudio']}. "
+            "Rounds (ms / batch): "
+            + "; ".join(f"{name} " + ", ".join(f"{value:.0f}" for value in row["ms_per_batch_rounds"])
+                        for name, row in section["runs"].items())
+            + ".",
         ]
     if "training" in report:
         section = report["training"]
