@@ -228,16 +228,14 @@ class MeamtmFrontend(nn.Module):
         feeds at most two triangular filters, so the product skips 98 % of the dense one's multiply-adds.
 
         The sparse product wants the power with frames along rows, `(freq, batch * frames)`: the power is
-        written in that layout, the log-mel computed in it, in place, and returned as a view.
+        written in that layout, the log-mel computed in it and returned as a view.
         """
         batch_size, num_frames, num_bins, _ = squares.shape
         by_bin = squares.new_empty(num_bins, batch_size, num_frames)
         torch.add(squares[..., 0], squares[..., 1], out=by_bin.permute(1, 2, 0))
         mel = torch.sparse.mm(sparse_filters, by_bin.view(num_bins, -1))
-        mel.clamp_min_(self.config.mel_floor).log_()
-        if self.config.do_normalize:
-            mel.sub_(self.config.spectrogram_mean).div_(2 * self.config.spectrogram_std)
-        return mel.view(-1, batch_size, num_frames).permute(1, 2, 0)
+        log_mel = self._normalize(mel.clamp_min_(self.config.mel_floor).log_())
+        return log_mel.view(-1, batch_size, num_frames).permute(1, 2, 0)
 
     def _power_conv(self, waveforms: torch.Tensor) -> torch.Tensor:
         """nnAudio's STFT convolution with the folded kernels: `(batch, samples)` -> power `(batch, frames, freq)`."""
