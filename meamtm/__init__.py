@@ -16,7 +16,7 @@ from .configuration_meamtm import MeamtmConfig
 from .feature_extraction_meamtm import MeamtmFeatureExtractor
 from .frontend_meamtm import MeamtmFrontend
 from .modeling_meamtm import MeamtmForAudioClassification, MeamtmModel, MeamtmPreTrainedModel
-from .pipeline_meamtm import MeamtmAudioClassificationPipeline
+from .inference.pipeline import MeamtmAudioClassificationPipeline
 
 
 __version__ = "0.1.0"

@@ -133,6 +133,10 @@ class MeamtmFrontend(nn.Module):
             values[name] = kernel
         values["mel_filters"] = mel_filters_of(config)
         values["window"] = window_function(config.win_length, config.window, periodic=False)
+        # nnAudio's boxcar window centred in the kernel, kept as its `window_mask` buffer (used by its inverse).
+        window_mask = np.zeros((1, config.n_fft, 1))
+        window_mask[0, start:stop, 0] = 1.0
+        values["window_mask"] = window_mask
         return {name: torch.from_numpy(np.asarray(value)) for name, value in values.items()}
 
     def kernel_tensors(self) -> dict[str, torch.Tensor]:
@@ -142,6 +146,7 @@ class MeamtmFrontend(nn.Module):
             "wsin": self.stft.wsin,
             "mel_filters": self.mel_filters,
             "window": self.window,
+            "window_mask": self.stft.window_mask,
         }
 
     @torch.no_grad()

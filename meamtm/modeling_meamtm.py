@@ -5,6 +5,7 @@ to one; the difference is `MeamtmFrontend`, which turns waveforms into AST's log
 `forward`, on the model's device, batched.
 """
 
+import contextvars
 import os
 from collections.abc import Callable
 
@@ -14,6 +15,8 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
+from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+from transformers.core_model_loading import ConversionOps, WeightConverter
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -23,7 +26,6 @@ from transformers.utils.output_capturing import capture_outputs
 
 from .augmentation_meamtm import NUM_SPECIAL_TOKENS, MeamtmMixing, MeamtmMixup, MeamtmPatchout, MeamtmSpecAugment
 from .configuration_meamtm import MeamtmConfig
-from .convert_meamtm import adapt_mismatched_position_embeddings, model_from_vit
 from .frontend_meamtm import MeamtmFrontend
 
 
@@ -219,6 +221,139 @@ class MeamtmLayer(GradientCheckpointingLayer):
         return hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
 
 
+def _fit_axis(grid: torch.Tensor, size: int, axis: int) -> torch.Tensor:
+    """Cut `grid` `(batch, hidden, freq, time)` to `size` from the middle along `axis`, or interpolate up to it."""
+    current = grid.shape[axis]
+    if size <= current:
+        start = current // 2 - size // 2
+        return grid.narrow(axis, start, size)
+    target = list(grid.shape[2:])
+    target[axis - 2] = size
+    return nn.functional.interpolate(grid, size=tuple(target), mode="bilinear", align_corners=False)
+
+
+def resize_patch_position_embeddings(
+    embeddings: torch.Tensor, source_grid: tuple[int, int], target_grid: tuple[int, int]
+) -> torch.Tensor:
+    """Patch positional embeddings `(batch, Fs * Ts, hidden)` on a `(Fs, Ts)` grid -> `(batch, F * T, hidden)`.
+
+    AST's rule (`ASTModel.__init__` in YuanGongND/ast): the time axis first, then the frequency axis (each step
+    acts on one axis only, so the order does not change the result); an axis that shrinks is cut from the middle
+    (start `old // 2 - new // 2`), one that grows is interpolated bilinearly (`align_corners=False`). Computed in
+    float32 and returned in the input's dtype.
+    """
+    source_frequency, source_time = source_grid
+    batch_size, count, hidden_size = embeddings.shape
+    if count != source_frequency * source_time:
+        raise ValueError(f"{count} positional embeddings do not fill a {source_frequency} x {source_time} patch grid.")
+    grid = embeddings.float().transpose(1, 2).reshape(batch_size, hidden_size, source_frequency, source_time)
+    frequency, time = target_grid
+    grid = _fit_axis(grid, time, axis=3)
+    grid = _fit_axis(grid, frequency, axis=2)
+    return grid.reshape(batch_size, hidden_size, frequency * time).transpose(1, 2).to(embeddings.dtype)
+
+
+def resize_position_embeddings(
+    position_embeddings: torch.Tensor, source_grid: tuple[int, int], target_grid: tuple[int, int]
+) -> torch.Tensor:
+    """MEAMTM positional embeddings `(1, 2 + Fs * Ts, hidden)` -> `(1, 2 + F * T, hidden)`; the cls and
+    distillation positions are kept, the patch positions resized by `resize_patch_position_embeddings`."""
+    prefix = position_embeddings[:, :NUM_SPECIAL_TOKENS]
+    patches = resize_patch_position_embeddings(position_embeddings[:, NUM_SPECIAL_TOKENS:], source_grid, target_grid)
+    return torch.cat((prefix, patches), dim=1)
+
+
+def source_patch_grid(num_patches: int, target_grid: tuple[int, int]) -> tuple[int, int] | None:
+    """The (frequency, time) grid of `num_patches` stored patch positions that shares one axis with `target_grid`.
+
+    A checkpoint fine-tuned at another clip length keeps the frequency axis, one at another mel count keeps the
+    time axis; a grid that changes both axes at once cannot be told from the count alone (None).
+    """
+    frequency, time = target_grid
+    candidates = {
+        grid
+        for grid in ((frequency, num_patches // frequency), (num_patches // time, time))
+        if grid[0] * grid[1] == num_patches
+    }
+    if len(candidates) != 1:
+        return None
+    return candidates.pop()
+
+
+# The patch grid of the checkpoint being loaded, read from its saved config by `from_pretrained`; without it
+# (a bare state dict), the grid is inferred from the number of stored positions.
+_checkpoint_patch_grid: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "meamtm_checkpoint_patch_grid", default=None
+)
+
+
+class ResizePositionEmbeddings(ConversionOps):
+    """Load-time conversion (transformers' checkpoint conversion mapping) of the stored positional embeddings to
+    the model's patch grid, for fine-tuning at another `max_length` or `num_mel_bins` (AST's cut / interpolation).
+
+    A tensor that already has the model's shape passes through unchanged; any other hidden size is left for
+    transformers to report as a mismatch.
+    """
+
+    @torch.no_grad()
+    def convert(self, input_dict, source_patterns, target_patterns, full_layer_name=None, model=None, **kwargs):
+        (stored,) = input_dict.values()
+        stored = stored[0] if isinstance(stored, list) else stored
+        expected = model.get_parameter(full_layer_name).shape if model is not None else stored.shape
+        if stored.shape == expected or stored.dim() != 3 or stored.shape[-1] != expected[-1]:
+            return {target_patterns[0]: stored}
+        target_grid = model.config.patch_grid
+        count = stored.shape[1] - NUM_SPECIAL_TOKENS
+        source_grid = _checkpoint_patch_grid.get() or source_patch_grid(count, target_grid)
+        if source_grid is None or source_grid[0] * source_grid[1] != count:
+            # A saved config that disagrees with its own weights is a damaged checkpoint, not a geometry change:
+            # the tensor is passed on unchanged so that transformers reports the mismatch (a RuntimeError).
+            logger.warning(
+                f"{full_layer_name}: {count} stored patch positions fit neither the checkpoint's saved patch grid "
+                f"({_checkpoint_patch_grid.get()}) nor, on one shared axis, this config's {target_grid}; not resized."
+            )
+            return {target_patterns[0]: stored}
+        logger.warning(
+            f"{full_layer_name}: the checkpoint's {source_grid[0]} x {source_grid[1]} patch grid was fitted to this "
+            f"config's {target_grid[0]} x {target_grid[1]} (num_mel_bins={model.config.num_mel_bins}, max_length="
+            f"{model.config.max_length}) the way AST does: each axis cut from the middle when it shrinks and "
+            "interpolated bilinearly when it grows."
+        )
+        return {target_patterns[0]: resize_position_embeddings(stored, source_grid, target_grid)}
+
+    @property
+    def reverse_op(self) -> ConversionOps:
+        return _SaveAsIs()
+
+
+class _SaveAsIs(ConversionOps):
+    """Saving writes the model's own positional embeddings, whatever grid it was loaded from."""
+
+    def convert(self, input_dict, source_patterns, target_patterns, **kwargs):
+        (value,) = input_dict.values()
+        return {target_patterns[0]: value}
+
+    @property
+    def reverse_op(self) -> ConversionOps:
+        return ResizePositionEmbeddings()
+
+
+register_checkpoint_conversion_mapping(
+    "meamtm",
+    [
+        WeightConverter(
+            "embeddings.position_embeddings", "embeddings.position_embeddings", operations=[ResizePositionEmbeddings()]
+        )
+    ],
+    overwrite=True,
+)
+
+
+class MeamtmCheckpointMismatchError(RuntimeError):
+    """Raised by `from_pretrained` when stored weights do not fit the model's shapes (a `RuntimeError`, as
+    transformers raises it, with MEAMTM's explanation of the two usual causes and their fixes)."""
+
+
 class MeamtmPreTrainedModel(PreTrainedModel):
     config_class = MeamtmConfig
     config: MeamtmConfig
@@ -227,10 +362,6 @@ class MeamtmPreTrainedModel(PreTrainedModel):
     input_modalities = ("audio",)
     supports_gradient_checkpointing = True
     _no_split_modules = ["MeamtmEmbeddings", "MeamtmLayer"]
-    # The log-mel is computed in float32 in any case (see `MeamtmFrontend._apply`); this also keeps
-    # trainable frontend parameters float32 when a checkpoint is loaded in half precision.
-    _keep_in_fp32_modules = ["frontend"]
-    _keep_in_fp32_modules_strict = ["frontend"]
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -238,6 +369,15 @@ class MeamtmPreTrainedModel(PreTrainedModel):
     _can_compile_fullgraph = True
     _can_record_outputs = {"hidden_states": MeamtmLayer, "attentions": MeamtmAttention}
     _input_embed_layer = "patch_embeddings"
+
+    def __init__(self, config: MeamtmConfig, *inputs, **kwargs):
+        super().__init__(config, *inputs, **kwargs)
+        # The log-mel runs in float32 in any case (see `MeamtmFrontend._apply`); a trainable frontend also keeps
+        # its parameters float32 when a checkpoint is loaded in half precision. A frozen frontend holds no
+        # parameters, and naming it would make transformers report a module that holds nothing.
+        if config.trainable_stft or config.trainable_mel:
+            self._keep_in_fp32_modules = {"frontend"}
+            self._keep_in_fp32_modules_strict = {"frontend"}
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -254,23 +394,6 @@ class MeamtmPreTrainedModel(PreTrainedModel):
                 init.copy_(targets[name], value)
 
     @classmethod
-    def from_vit(cls, vit, **config_fields):
-        """This model initialised from an ImageNet ViT/DeiT (AST's recipe): `vit` is a transformers `ViTModel` /
-        `DeiTModel` (or image classifier), a path or a Hub id; `config_fields` set the audio geometry, labels and
-        frontend. See `meamtm.convert_meamtm.vit_to_meamtm_state_dict`."""
-        return model_from_vit(cls, vit, **config_fields)
-
-    @staticmethod
-    def _load_pretrained_model(model, state_dict, checkpoint_files, load_config, *args, **kwargs):
-        # transformers re-initialises a positional embedding of another size at random (or refuses it); fine-tuning
-        # at another clip length or mel count wants AST's resized embedding instead.
-        loading_info, disk_offload_index = PreTrainedModel._load_pretrained_model(
-            model, state_dict, checkpoint_files, load_config, *args, **kwargs
-        )
-        adapt_mismatched_position_embeddings(model, loading_info, state_dict, checkpoint_files)
-        return loading_info, disk_offload_index
-
-    @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, use_safetensors: bool | None = None, **kwargs):
         """`PreTrainedModel.from_pretrained`, restricted to safetensors, with clear errors for damaged files.
 
@@ -285,6 +408,7 @@ class MeamtmPreTrainedModel(PreTrainedModel):
                 "code when loaded. Convert them once, where you trust the file, with save_pretrained()."
             )
         _refuse_pickled_weights(pretrained_model_name_or_path, kwargs.get("subfolder", ""))
+        grid = _checkpoint_patch_grid.set(_saved_patch_grid(pretrained_model_name_or_path, kwargs))
         try:
             loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, use_safetensors=True, **kwargs)
         except SafetensorError as error:
@@ -293,14 +417,17 @@ class MeamtmPreTrainedModel(PreTrainedModel):
                 "file is truncated or corrupted. Download it again (force_download=True) or save the model again."
             ) from error
         except RuntimeError as error:
-            if "ignore_mismatched_sizes" not in str(error):
+            if "ignore_mismatched_sizes" not in str(error) or isinstance(error, MeamtmCheckpointMismatchError):
                 raise
-            raise ValueError(
-                f"The weights of {pretrained_model_name_or_path} do not have the shapes its config describes (see the "
-                "load report above): config.json was edited or belongs to another checkpoint. Restore the config "
-                "that was saved with the weights, or pass ignore_mismatched_sizes=True to re-initialise the "
-                "mismatched weights on purpose (e.g. a new classifier head)."
+            raise MeamtmCheckpointMismatchError(
+                f"Some weights of {pretrained_model_name_or_path} do not fit this model's shapes (listed in the load "
+                "report above). If you asked for another head (num_labels, id2label) or geometry on purpose, pass "
+                "ignore_mismatched_sizes=True to start the mismatched weights anew. Otherwise the checkpoint's "
+                "config.json does not describe its weights (edited, or from another checkpoint): restore the "
+                f"config saved with them.\n{error}"
             ) from error
+        finally:
+            _checkpoint_patch_grid.reset(grid)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
         for name, parameter in model.named_parameters():
             if parameter.device.type != "meta" and not bool(torch.isfinite(parameter).all()):
@@ -314,6 +441,23 @@ class MeamtmPreTrainedModel(PreTrainedModel):
     def no_weight_decay(self) -> set[str]:
         """Parameter names that AST/timm keep out of weight decay (tokens and positional embeddings)."""
         return {name for name, _ in self.named_parameters() if name.endswith(("_token", "position_embeddings"))}
+
+
+def _saved_patch_grid(path, kwargs: dict) -> tuple[int, int] | None:
+    """The patch grid of the config saved with a checkpoint (None where there is none to read)."""
+    hub_options = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
+    try:
+        saved, _ = MeamtmConfig.get_config_dict(path, **{name: kwargs[name] for name in hub_options if name in kwargs})
+    except (OSError, ValueError):
+        return None
+    if saved.get("model_type") != MeamtmConfig.model_type:
+        return None
+    defaults = MeamtmConfig.__dataclass_fields__
+    mels, frames, patch, frequency_stride, time_stride = (
+        saved.get(name, defaults[name].default)
+        for name in ("num_mel_bins", "max_length", "patch_size", "frequency_stride", "time_stride")
+    )
+    return (mels - patch) // frequency_stride + 1, (frames - patch) // time_stride + 1
 
 
 def _refuse_pickled_weights(path, subfolder: str = ""):
@@ -509,4 +653,4 @@ class MeamtmForAudioClassification(MeamtmPreTrainedModel):
         )
 
 
-__all__ = ["MeamtmModel", "MeamtmForAudioClassification", "MeamtmPreTrainedModel"]
+__all__ = ["MeamtmCheckpointMismatchError", "MeamtmModel", "MeamtmForAudioClassification", "MeamtmPreTrainedModel"]

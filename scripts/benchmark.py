@@ -55,7 +55,7 @@ from transformers import (
 from transformers.models.audio_spectrogram_transformer import feature_extraction_audio_spectrogram_transformer
 
 from meamtm import MeamtmConfig, MeamtmFeatureExtractor, MeamtmForAudioClassification, MeamtmFrontend
-from meamtm.convert_meamtm import ast_to_meamtm_state_dict, config_from_ast
+from meamtm.convert.checkpoints import ast_to_meamtm_state_dict, config_from_ast
 
 
 logger = logging.getLogger("benchmark")

@@ -34,7 +34,7 @@ from transformers import (
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing meamtm
 
 from meamtm import MeamtmFeatureExtractor, MeamtmForAudioClassification, MeamtmModel  # noqa: E402
-from meamtm.convert_meamtm import (  # noqa: E402
+from meamtm.convert.checkpoints import (  # noqa: E402
     TIMM_LAYER_NORM_EPS,
     ast_to_meamtm_state_dict,
     config_from_ast,

@@ -17,8 +17,8 @@ import torch
 from transformers import HfArgumentParser
 
 from meamtm import MeamtmFeatureExtractor, MeamtmForAudioClassification
-from meamtm.export_meamtm import example_inputs, export_onnx, onnx_logits
-from meamtm.pipeline_meamtm import decode_audio
+from meamtm.inference.export import example_inputs, export_onnx, onnx_logits
+from meamtm.inference.pipeline import decode_audio
 
 
 @dataclass

@@ -34,7 +34,7 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 import meamtm  # noqa: E402  (registers the Auto classes)
-from meamtm.training_data_meamtm import (  # noqa: E402
+from meamtm.training.data import (  # noqa: E402
     AudioCollator,
     AudioTransform,
     EpochCallback,
@@ -49,7 +49,7 @@ from meamtm.training_data_meamtm import (  # noqa: E402
     synthetic_sounds,
     unreadable_files,
 )
-from meamtm.training_meamtm import (  # noqa: E402
+from meamtm.training.trainer import (  # noqa: E402
     MeamtmTrainer,
     MeamtmTrainingArguments,
     average_checkpoints,
@@ -59,7 +59,7 @@ from meamtm.training_meamtm import (  # noqa: E402
     last_complete_checkpoint,
     make_compute_metrics,
 )
-from meamtm.training_report_meamtm import plot_confusion_matrix, plot_learning_curve, write_model_card  # noqa: E402
+from meamtm.training.report import plot_confusion_matrix, plot_learning_curve, write_model_card  # noqa: E402
 
 
 logger = logging.getLogger("train")

@@ -11,7 +11,7 @@ from transformers import (
 )
 
 from meamtm import MeamtmFeatureExtractor, MeamtmForAudioClassification, MeamtmModel
-from meamtm.convert_meamtm import ast_to_meamtm_state_dict, config_from_ast
+from meamtm.convert.checkpoints import ast_to_meamtm_state_dict, config_from_ast
 
 from .conftest import TINY, tiny_config
 

@@ -4,7 +4,7 @@ import numpy as np
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from meamtm.training_report_meamtm import plot_confusion_matrix, plot_learning_curve, write_model_card
+from meamtm.training.report import plot_confusion_matrix, plot_learning_curve, write_model_card
 
 
 LOG = [

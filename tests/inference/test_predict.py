@@ -13,7 +13,7 @@ from transformers import pipeline
 from meamtm import MeamtmAudioClassificationPipeline, MeamtmFeatureExtractor, MeamtmForAudioClassification
 from meamtm.predict import main, parse_arguments
 
-from .conftest import REPO, tiny_config
+from ..conftest import REPO, tiny_config
 
 
 LABELS = {index: f"digit-{index}" for index in range(10)}

@@ -3,7 +3,7 @@
 import json
 import sys
 
-from .conftest import REPO
+from ..conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
 import compare_patchout  # noqa: E402

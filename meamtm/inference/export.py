@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .modeling_meamtm import MeamtmForAudioClassification
+from ..modeling_meamtm import MeamtmForAudioClassification
 
 
 INPUT_NAMES = ("input_values", "attention_mask")

@@ -3,7 +3,7 @@
 import csv
 import importlib.util
 
-from .conftest import REPO
+from ..conftest import REPO
 
 
 spec = importlib.util.spec_from_file_location("fsdd_folds", REPO / "scripts" / "fsdd_folds.py")

@@ -1,4 +1,4 @@
-"""meamtm/convert_meamtm.py: AST (transformers and the original release) and ImageNet ViT/DeiT -> MEAMTM, and
+"""meamtm/convert/checkpoints.py: AST (transformers and the original release) and ImageNet ViT/DeiT -> MEAMTM, and
 positional embeddings on another patch grid. Every source model is built locally; nothing downloads."""
 
 import logging
@@ -20,17 +20,18 @@ from transformers import (
 )
 
 from meamtm import MeamtmFeatureExtractor, MeamtmForAudioClassification, MeamtmModel
-from meamtm.convert_meamtm import (
+from meamtm.convert.checkpoints import (
     ast_to_meamtm_state_dict,
     config_from_ast,
     config_from_original_ast,
     load_converted_state_dict,
+    model_from_vit,
     original_ast_to_meamtm_state_dict,
     resize_patch_position_embeddings,
     vit_to_meamtm_state_dict,
 )
 
-from .conftest import TINY, tiny_config
+from ..conftest import TINY, tiny_config
 
 
 def clips_of(*lengths, seed=0):
@@ -350,7 +351,7 @@ def test_from_vit_maps_every_weight(source, image_size):
         vit = ViTModel(ViTConfig(**VIT, image_size=image_size))
     else:
         vit = DeiTModel(DeiTConfig(**VIT, image_size=image_size))
-    model = MeamtmForAudioClassification.from_vit(vit, **AUDIO)
+    model = model_from_vit(MeamtmForAudioClassification, vit, **AUDIO)
     config = model.config
     assert (config.hidden_size, config.num_hidden_layers, config.patch_size) == (32, 2, 8)
     assert config.patch_grid == (5, 10) and config.num_labels == 3
@@ -385,7 +386,7 @@ def test_from_vit_maps_every_weight(source, image_size):
 def test_from_deit_computes_what_deit_computes_on_the_spectrogram_image():
     """Same grid, strides = patch size: MEAMTM on a waveform equals DeiT on its log-mel as a grey RGB image."""
     deit = DeiTModel(DeiTConfig(**VIT, image_size=32), add_pooling_layer=False).eval()
-    model = MeamtmModel.from_vit(deit, num_mel_bins=32, max_length=32, frequency_stride=8, time_stride=8).eval()
+    model = model_from_vit(MeamtmModel, deit, num_mel_bins=32, max_length=32, frequency_stride=8, time_stride=8).eval()
     waveforms = torch.from_numpy(np.stack(clips_of(5360, 5360, seed=3)))
     spectrogram = model.frontend(waveforms)  # (batch, time, freq); the image's height is frequency
     image = spectrogram.transpose(1, 2)[:, None].expand(-1, 3, -1, -1)
@@ -397,7 +398,7 @@ def test_from_deit_computes_what_deit_computes_on_the_spectrogram_image():
 @torch.no_grad()
 def test_vit_without_distillation_token_starts_with_twin_tokens():
     vit = ViTModel(ViTConfig(**VIT, image_size=32))
-    model = MeamtmModel.from_vit(vit, **{key: AUDIO[key] for key in AUDIO if key != "num_labels"}).eval()
+    model = model_from_vit(MeamtmModel, vit, **{key: AUDIO[key] for key in AUDIO if key != "num_labels"}).eval()
     output = model(torch.from_numpy(np.stack(clips_of(9000))))
     torch.testing.assert_close(output.last_hidden_state[:, 0], output.last_hidden_state[:, 1])
     torch.testing.assert_close(output.pooler_output, output.last_hidden_state[:, 0])
@@ -406,14 +407,14 @@ def test_vit_without_distillation_token_starts_with_twin_tokens():
 def test_from_vit_takes_image_classifiers_and_saved_directories(tmp_path, caplog):
     teacher = DeiTForImageClassificationWithTeacher(DeiTConfig(**VIT, image_size=32, num_labels=10))
     teacher.save_pretrained(tmp_path)
-    from_directory = MeamtmForAudioClassification.from_vit(str(tmp_path), **AUDIO)
-    with caplog.at_level(logging.INFO, logger="meamtm.convert_meamtm"):
-        from_instance = MeamtmForAudioClassification.from_vit(teacher, **AUDIO)
+    from_directory = model_from_vit(MeamtmForAudioClassification, str(tmp_path), **AUDIO)
+    with caplog.at_level(logging.INFO, logger="meamtm.modeling_meamtm"):
+        from_instance = model_from_vit(MeamtmForAudioClassification, teacher, **AUDIO)
     assert "cls_classifier.weight" in caplog.text and "distillation_classifier.bias" in caplog.text
     for key, value in from_instance.meamtm.state_dict().items():
         torch.testing.assert_close(from_directory.meamtm.state_dict()[key], value, msg=key)
     classifier = ViTForImageClassification(ViTConfig(**VIT, image_size=32, num_labels=10))
-    assert MeamtmForAudioClassification.from_vit(classifier, **AUDIO).classifier.dense.out_features == 3
+    assert model_from_vit(MeamtmForAudioClassification, classifier, **AUDIO).classifier.dense.out_features == 3
 
 
 def test_from_vit_refuses_unknown_keys_and_conflicting_sizes():
@@ -426,9 +427,9 @@ def test_from_vit_refuses_unknown_keys_and_conflicting_sizes():
     with pytest.raises(ValueError, match=r"unexpected: \['layers\.0\.attention\.rel_pos_bias'\]"):
         load_converted_state_dict(MeamtmModel(config), vit_to_meamtm_state_dict(state_dict, vit.config, config))
     with pytest.raises(ValueError, match=r"hidden_size=64 \(the ViT has 32\)"):
-        MeamtmForAudioClassification.from_vit(vit, hidden_size=64, **AUDIO)
+        model_from_vit(MeamtmForAudioClassification, vit, hidden_size=64, **AUDIO)
     with pytest.raises(TypeError, match="Expected a transformers ViT or DeiT model"):
-        MeamtmForAudioClassification.from_vit(ASTForAudioClassification(ASTConfig(**TINY_AST)), **AUDIO)
+        model_from_vit(MeamtmForAudioClassification, ASTForAudioClassification(ASTConfig(**TINY_AST)), **AUDIO)
     with pytest.raises(ValueError, match="image_size=48"):
         vit_to_meamtm_state_dict(vit.state_dict(), ViTConfig(**VIT, image_size=48), config)
 
@@ -448,7 +449,7 @@ def test_from_vit_refuses_unknown_keys_and_conflicting_sizes():
 def test_from_pretrained_fits_positions_to_a_new_geometry(tmp_path, caplog, saved, loaded):
     source = MeamtmForAudioClassification(tiny_config(num_labels=3, **saved))
     source.save_pretrained(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="meamtm.convert_meamtm"):
+    with caplog.at_level(logging.WARNING, logger="meamtm.modeling_meamtm"):
         model = MeamtmForAudioClassification.from_pretrained(tmp_path, **loaded)
     grid, new_grid = source.config.patch_grid, model.config.patch_grid
     assert f"{grid[0]} x {grid[1]} patch grid was fitted to this config's {new_grid[0]} x {new_grid[1]}" in caplog.text
@@ -466,5 +467,5 @@ def test_from_pretrained_fits_positions_to_a_new_geometry(tmp_path, caplog, save
 
 def test_other_mismatches_still_fail_loudly(tmp_path):
     MeamtmForAudioClassification(tiny_config(num_labels=3)).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="ignore_mismatched_sizes"):
+    with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):
         MeamtmForAudioClassification.from_pretrained(tmp_path, num_labels=5, max_length=128)

@@ -8,7 +8,7 @@ import soundfile
 import torch
 from datasets import ClassLabel, Dataset, Features, Value
 
-from meamtm.training_data_meamtm import (
+from meamtm.training.data import (
     AudioCollator,
     AudioTransform,
     BalancedSampler,

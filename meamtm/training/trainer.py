@@ -24,8 +24,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
 from . import metrics
-from .configuration_meamtm import MeamtmConfig
-from .training_data_meamtm import BalancedSampler, LabelSpace
+from ..configuration_meamtm import MeamtmConfig
+from .data import BalancedSampler, LabelSpace
 
 
 logger = logging.get_logger(__name__)

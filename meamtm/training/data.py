@@ -34,7 +34,7 @@ from datasets import (
 from transformers import TrainerCallback
 from transformers.utils import logging
 
-from .feature_extraction_meamtm import to_mono_float32
+from ..feature_extraction_meamtm import to_mono_float32
 
 
 logger = logging.get_logger(__name__)

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from meamtm import MeamtmFeatureExtractor, MeamtmForAudioClassification
-from meamtm.export_meamtm import export_onnx, export_program, onnx_logits
+from meamtm.inference.export import export_onnx, export_program, onnx_logits
 
-from .conftest import REPO, tiny_config
+from ..conftest import REPO, tiny_config
 
 
 @pytest.fixture(scope="module")

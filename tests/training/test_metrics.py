@@ -5,7 +5,7 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
 
-from meamtm import metrics
+from meamtm.training import metrics
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def audioset():
 
 
 def test_modules_load_by_path_from_the_package():
-    assert metrics.path_of("audioset").endswith("meamtm/metrics/audioset")
+    assert metrics.path_of("audioset").endswith("meamtm/training/metrics/audioset")
     with pytest.raises(ValueError, match=r"No metric module 'bleu'.*\['accuracy_f1', 'audioset'\]"):
         metrics.path_of("bleu")
 

@@ -12,11 +12,10 @@ Three sources:
   projection summed to one channel, the square positional grid cut or interpolated to the spectrogram's
   (frequency, time) patch grid.
 
-`resize_position_embeddings` is AST's rule for moving positional embeddings to another patch grid; it also
-serves fine-tuning at another clip length (see `adapt_mismatched_position_embeddings`).
+AST's rule for moving positional embeddings to another patch grid (`resize_position_embeddings`) lives with the
+model, which also applies it when a checkpoint is loaded at another clip length or mel count.
 """
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +24,8 @@ import torch
 from torch import nn
 from transformers.utils import logging
 
-from .configuration_meamtm import MeamtmConfig
+from ..configuration_meamtm import MeamtmConfig
+from ..modeling_meamtm import resize_patch_position_embeddings, resize_position_embeddings
 
 
 logger = logging.get_logger(__name__)
@@ -172,7 +172,7 @@ def config_from_original_ast(
     if projection.shape[1] != 1 or projection.shape[2] != projection.shape[3]:
         raise ValueError(
             f"v.patch_embed.proj.weight has shape {tuple(projection.shape)}; an AST checkpoint has square "
-            "one-channel patches (hidden, 1, p, p). For an ImageNet ViT/DeiT use MeamtmForAudioClassification.from_vit."
+            "one-channel patches (hidden, 1, p, p). For an ImageNet ViT/DeiT use meamtm.convert.model_from_vit."
         )
     if num_attention_heads is None:
         if hidden_size not in DEIT_NUM_HEADS:
@@ -245,151 +245,6 @@ def original_ast_to_meamtm_state_dict(state_dict: Mapping[str, torch.Tensor]) ->
     if unknown:
         raise KeyError(f"Keys of the original AST state dict with no MEAMTM counterpart: {sorted(unknown)}")
     return converted
-
-
-# --------------------------------------------------------------------------------------------------
-# Positional embeddings on another patch grid (AST's rule)
-# --------------------------------------------------------------------------------------------------
-
-
-def _fit_axis(grid: torch.Tensor, size: int, axis: int) -> torch.Tensor:
-    """Cut `grid` `(batch, hidden, freq, time)` to `size` from the middle along `axis`, or interpolate up to it."""
-    current = grid.shape[axis]
-    if size <= current:
-        start = current // 2 - size // 2
-        return grid.narrow(axis, start, size)
-    target = list(grid.shape[2:])
-    target[axis - 2] = size
-    return nn.functional.interpolate(grid, size=tuple(target), mode="bilinear", align_corners=False)
-
-
-def resize_patch_position_embeddings(
-    embeddings: torch.Tensor, source_grid: tuple[int, int], target_grid: tuple[int, int]
-) -> torch.Tensor:
-    """Patch positional embeddings `(batch, Fs * Ts, hidden)` on a `(Fs, Ts)` grid -> `(batch, F * T, hidden)`.
-
-    AST's rule (`ASTModel.__init__` in YuanGongND/ast): the time axis first, then the frequency axis (each step
-    acts on one axis only, so the order does not change the result); an axis that shrinks is cut from the middle
-    (start `old // 2 - new // 2`), one that grows is interpolated bilinearly (`align_corners=False`). Computed in
-    float32 and returned in the input's dtype.
-    """
-    source_frequency, source_time = source_grid
-    batch_size, count, hidden_size = embeddings.shape
-    if count != source_frequency * source_time:
-        raise ValueError(
-            f"{count} positional embeddings do not fill a {source_frequency} x {source_time} patch grid."
-        )
-    grid = embeddings.float().transpose(1, 2).reshape(batch_size, hidden_size, source_frequency, source_time)
-    frequency, time = target_grid
-    grid = _fit_axis(grid, time, axis=3)
-    grid = _fit_axis(grid, frequency, axis=2)
-    return grid.reshape(batch_size, hidden_size, frequency * time).transpose(1, 2).to(embeddings.dtype)
-
-
-def resize_position_embeddings(
-    position_embeddings: torch.Tensor, source_grid: tuple[int, int], target_grid: tuple[int, int]
-) -> torch.Tensor:
-    """MEAMTM positional embeddings `(1, 2 + Fs * Ts, hidden)` -> `(1, 2 + F * T, hidden)`; the cls and
-    distillation positions are kept, the patch positions resized by `resize_patch_position_embeddings`."""
-    prefix = position_embeddings[:, :NUM_PREFIX_TOKENS]
-    patches = resize_patch_position_embeddings(position_embeddings[:, NUM_PREFIX_TOKENS:], source_grid, target_grid)
-    return torch.cat((prefix, patches), dim=1)
-
-
-def _checkpoint_patch_grid(checkpoint_files: list[str] | None, num_patches: int, config: MeamtmConfig) -> tuple[int, int]:
-    """The (frequency, time) patch grid a checkpoint's positional embeddings were trained on.
-
-    Read from the `config.json` saved with the weights; without one, the grid that keeps one axis of `config`'s
-    grid, when exactly one such grid holds `num_patches` patches.
-    """
-    if checkpoint_files:
-        config_file = Path(checkpoint_files[0]).parent / "config.json"
-        if config_file.is_file():
-            saved = json.loads(config_file.read_text())
-            mels, frames, patch, frequency_stride, time_stride = (
-                saved.get(name, MeamtmConfig.__dataclass_fields__[name].default)
-                for name in ("num_mel_bins", "max_length", "patch_size", "frequency_stride", "time_stride")
-            )
-            grid = ((mels - patch) // frequency_stride + 1, (frames - patch) // time_stride + 1)
-            if grid[0] * grid[1] != num_patches:
-                # The saved config and its own weights disagree: a damaged checkpoint, not a geometry change
-                # (that comes as `from_pretrained(..., max_length=...)` over an intact config.json).
-                raise ValueError(
-                    f"{config_file} describes a {grid[0]} x {grid[1]} patch grid (num_mel_bins={mels}, max_length="
-                    f"{frames}) but the weights next to it hold {num_patches} patch positions: config.json was edited "
-                    "or belongs to another checkpoint. Restore the config saved with the weights; to fine-tune at "
-                    "another geometry, pass it to from_pretrained (e.g. max_length=128) instead of editing the file."
-                )
-            return grid
-    frequency, time = config.patch_grid
-    candidates = {
-        grid
-        for grid in ((frequency, num_patches // frequency), (num_patches // time, time))
-        if grid[0] * grid[1] == num_patches
-    }
-    if len(candidates) != 1:
-        raise ValueError(
-            f"Cannot tell the patch grid of a checkpoint with {num_patches} patch positions (no config.json with the "
-            f"weights, and the {frequency} x {time} target grid leaves {sorted(candidates) or 'no'} candidates): "
-            "resize them with meamtm.convert_meamtm.resize_position_embeddings and load the state dict yourself."
-        )
-    return candidates.pop()
-
-
-def _read_checkpoint_tensor(
-    name: str, prefix: str, state_dict: Mapping[str, torch.Tensor] | None, checkpoint_files: list[str] | None
-) -> torch.Tensor:
-    """The checkpoint's value of model parameter `name`, stored with or without the base-model prefix."""
-    candidates = (name, f"{prefix}.{name}", name.removeprefix(f"{prefix}."))
-    if state_dict is not None:
-        for key in candidates:
-            if key in state_dict:
-                return state_dict[key]
-    for file in checkpoint_files or ():
-        if file.endswith(".safetensors"):
-            from safetensors import safe_open
-
-            with safe_open(file, framework="pt") as handle:
-                for key in candidates:
-                    if key in handle.keys():
-                        return handle.get_tensor(key)
-        else:
-            weights = torch.load(file, map_location="cpu", weights_only=True)
-            for key in candidates:
-                if key in weights:
-                    return weights[key]
-    raise KeyError(f"{name!r} was reported as mismatched but is not in the checkpoint files {checkpoint_files}.")
-
-
-def adapt_mismatched_position_embeddings(model, loading_info, state_dict, checkpoint_files) -> None:
-    """Give `model` the checkpoint's positional embeddings resized to its patch grid, where `from_pretrained`
-    found them of another size (a checkpoint loaded with another `max_length`, `num_mel_bins` or stride).
-
-    transformers records such a parameter as mismatched and re-initialises it at random; this replaces it by AST's
-    cut / interpolation of the stored one and takes it off the mismatch list, with a logged note. Every other
-    mismatch stays where it was, for transformers to report.
-    """
-    for name, stored_shape, expected_shape in sorted(loading_info.mismatched_keys, key=lambda entry: entry[0]):
-        if not (name == "embeddings.position_embeddings" or name.endswith(".embeddings.position_embeddings")):
-            continue
-        if stored_shape[0] != expected_shape[0] or stored_shape[-1] != expected_shape[-1]:
-            continue  # another hidden size is another model, not another geometry
-        stored = _read_checkpoint_tensor(name, model.base_model_prefix, state_dict, checkpoint_files)
-        source_grid = _checkpoint_patch_grid(checkpoint_files, stored.shape[1] - NUM_PREFIX_TOKENS, model.config)
-        target_grid = model.config.patch_grid
-        embeddings = model.get_submodule(name.rpartition(".")[0])
-        reference = embeddings.cls_token
-        resized = resize_position_embeddings(stored, source_grid, target_grid)
-        parameter = nn.Parameter(resized.to(device=reference.device, dtype=reference.dtype))
-        parameter._is_hf_initialized = True
-        embeddings.position_embeddings = parameter
-        loading_info.mismatched_keys.discard((name, stored_shape, expected_shape))
-        logger.warning(
-            f"{name}: the checkpoint's {source_grid[0]} x {source_grid[1]} patch grid was fitted to this config's "
-            f"{target_grid[0]} x {target_grid[1]} (num_mel_bins={model.config.num_mel_bins}, "
-            f"max_length={model.config.max_length}) the way AST does: time axis then frequency axis, each cut from "
-            "the middle when it shrinks and interpolated bilinearly when it grows."
-        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -558,7 +413,6 @@ def load_converted_state_dict(model: nn.Module, state_dict: Mapping[str, torch.T
 
 
 __all__ = [
-    "adapt_mismatched_position_embeddings",
     "ast_to_meamtm_state_dict",
     "config_from_ast",
     "config_from_original_ast",

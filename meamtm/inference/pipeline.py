@@ -27,7 +27,7 @@ from transformers.pipelines.audio_classification import AudioClassificationPipel
 from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
-from .feature_extraction_meamtm import to_mono_float32
+from ..feature_extraction_meamtm import to_mono_float32
 
 
 logger = logging.get_logger(__name__)

@@ -1,6 +1,6 @@
 """Single-label classification metrics for `evaluate`: accuracy and macro-averaged F1.
 
-Loaded by path, never from the network: `evaluate.load(meamtm.metrics.path_of("accuracy_f1"))`.
+Loaded by path, never from the network: `evaluate.load(meamtm.training.metrics.path_of("accuracy_f1"))`.
 """
 
 import datasets

@@ -20,8 +20,8 @@ from transformers import (
 
 from meamtm import MeamtmFeatureExtractor, MeamtmForAudioClassification, MeamtmModel
 
-from .conftest import REPO, TINY
-from .test_convert_meamtm import ESC50_NORM, clips_of, original_recipe_features, original_release
+from ..conftest import REPO, TINY
+from .test_checkpoints import ESC50_NORM, clips_of, original_recipe_features, original_release
 
 
 def load_script():
@@ -55,7 +55,7 @@ def test_converts_a_saved_ast_classifier_that_then_loads_and_agrees(ast_dir, tmp
     saved = json.loads((output / "config.json").read_text())
     assert saved["model_type"] == "meamtm" and saved["spectrogram_mean"] == -5.0 and saved["spectrogram_std"] == 3.0
     assert saved["auto_map"]["AutoModelForAudioClassification"] == "modeling_meamtm.MeamtmForAudioClassification"
-    for source in ("modeling_meamtm.py", "configuration_meamtm.py", "frontend_meamtm.py", "convert_meamtm.py", "feature_extraction_meamtm.py"):
+    for source in ("modeling_meamtm.py", "configuration_meamtm.py", "frontend_meamtm.py", "augmentation_meamtm.py", "feature_extraction_meamtm.py"):
         assert (output / source).is_file(), source
     model = AutoModelForAudioClassification.from_pretrained(output)
     extractor = AutoFeatureExtractor.from_pretrained(output)

@@ -20,7 +20,7 @@ import soundfile
 import torch
 from safetensors.torch import load_file
 
-from .conftest import REPO
+from ..conftest import REPO
 
 
 spec = importlib.util.spec_from_file_location("train_script", REPO / "scripts" / "train.py")
@@ -356,7 +356,7 @@ def test_fine_tuning_a_checkpoint_replaces_its_head(fsdd_small, tmp_path):
     # the 10-digit head replaces its head, the extractor is derived from its config, FSDD is resampled to 16 kHz.
     from meamtm import MeamtmForAudioClassification
 
-    from .conftest import tiny_config
+    from ..conftest import tiny_config
 
     pretrained = MeamtmForAudioClassification(tiny_config(num_labels=3))
     pretrained.save_pretrained(tmp_path / "pretrained")

@@ -1,6 +1,6 @@
 """Multi-label metrics for `evaluate`, as AudioSet papers (AST, PSLA, PANNs) report them: mAP, mean AUC, d-prime.
 
-Loaded by path, never from the network: `evaluate.load(meamtm.metrics.path_of("audioset"))`.
+Loaded by path, never from the network: `evaluate.load(meamtm.training.metrics.path_of("audioset"))`.
 """
 
 import datasets

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from transformers import pipeline
 
 from meamtm import MeamtmAudioClassificationPipeline, MeamtmFeatureExtractor, MeamtmForAudioClassification
-from meamtm.pipeline_meamtm import sliding_windows
+from meamtm.inference.pipeline import sliding_windows
 
-from .conftest import REPO, tiny_config
+from ..conftest import REPO, tiny_config
 
 
 @pytest.fixture(scope="module")

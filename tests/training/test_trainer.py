@@ -9,8 +9,8 @@ from safetensors.torch import save_file
 from transformers import EvalPrediction
 
 from meamtm import MeamtmConfig
-from meamtm.training_data_meamtm import BalancedSampler, LabelSpace
-from meamtm.training_meamtm import (
+from meamtm.training.data import BalancedSampler, LabelSpace
+from meamtm.training.trainer import (
     PRESETS,
     MeamtmTrainingArguments,
     average_checkpoints,
@@ -132,9 +132,9 @@ def test_average_checkpoints_is_the_mean_of_float_weights(tmp_path):
 
 def test_trainer_uses_the_balanced_sampler_when_given_weights(tmp_path):
     from meamtm import MeamtmForAudioClassification
-    from meamtm.training_meamtm import MeamtmTrainer
+    from meamtm.training.trainer import MeamtmTrainer
 
-    from .conftest import tiny_config
+    from ..conftest import tiny_config
 
     args = MeamtmTrainingArguments(output_dir=str(tmp_path), report_to="none", seed=5, eval_strategy="no")
     model = MeamtmForAudioClassification(tiny_config(num_labels=2))
