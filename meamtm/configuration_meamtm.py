@@ -135,7 +135,7 @@ class MeamtmConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         # Cross-field checks live here rather than in `validate_*` methods: strict wraps those in its own
-        # exception type, and users (and the issue) expect a plain `ValueError` naming the values.
+        # exception type, and callers expect a plain `ValueError` naming the values.
         self._check_consistency()
 
     @property

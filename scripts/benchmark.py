@@ -494,7 +494,7 @@ def measure_inference(args: BenchmarkArguments, device: torch.device) -> dict:
 
 
 def goals_of(args: BenchmarkArguments, results: dict) -> list[dict]:
-    """Each goal of the issue with the measured value and whether it is met."""
+    """Each speed and memory goal with the measured value and whether it is met."""
     goals = []
 
     def goal(name, measured, target, met):
