@@ -34,21 +34,18 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 import meamtm  # noqa: E402  (registers the Auto classes)
+from meamtm.audio_io import load_audio  # noqa: E402
+from meamtm.training.augmentation import WaveformAugmentation  # noqa: E402
+from meamtm.training.collate import AudioCollator, AudioTransform, EpochCallback, prepare_dataset, unreadable_files  # noqa: E402
 from meamtm.training.data import (  # noqa: E402
-    AudioCollator,
-    AudioTransform,
-    EpochCallback,
-    WaveformAugmentation,
-    balanced_sampling_weights,
     check_columns,
     check_labels,
     class_names_of,
     label_space_of,
     load_splits,
-    prepare_dataset,
     synthetic_sounds,
-    unreadable_files,
 )
+from meamtm.training.sampling import balanced_sampling_weights  # noqa: E402
 from meamtm.training.trainer import (  # noqa: E402
     MeamtmTrainer,
     MeamtmTrainingArguments,
@@ -275,7 +272,7 @@ def classify_held_out_clip(output_dir: str, eval_dataset, audio_column: str, lab
         clip, shown = value["path"], value["path"]
     else:
         rate = classifier.feature_extractor.sampling_rate
-        clip = AudioTransform(audio_column, label_column, labels, rate, 1, train=False).decode(value)
+        clip = load_audio(value, rate)
         shown = "a held-out synthetic clip"
     names = class_names_of(eval_dataset, label_column)
     true = names[row[label_column]] if names else row[label_column]

@@ -25,7 +25,8 @@ from transformers.utils import logging
 
 from . import metrics
 from ..configuration_meamtm import MeamtmConfig
-from .data import BalancedSampler, LabelSpace
+from .data import LabelSpace
+from .sampling import BalancedSampler
 
 
 logger = logging.get_logger(__name__)

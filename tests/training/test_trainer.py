@@ -1,4 +1,4 @@
-"""meamtm/training_meamtm.py: presets and overrides, metrics glue, checkpoints, the Trainer subclass."""
+"""meamtm/training/trainer.py: presets and overrides, metrics glue, checkpoints, the Trainer subclass."""
 
 import json
 
@@ -9,7 +9,8 @@ from safetensors.torch import save_file
 from transformers import EvalPrediction
 
 from meamtm import MeamtmConfig
-from meamtm.training.data import BalancedSampler, LabelSpace
+from meamtm.training.data import LabelSpace
+from meamtm.training.sampling import BalancedSampler
 from meamtm.training.trainer import (
     PRESETS,
     MeamtmTrainingArguments,
