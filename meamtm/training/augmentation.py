@@ -7,8 +7,28 @@ mixup) lives in the model (`meamtm/augmentation_meamtm.py`), on the device.
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
+from scipy.signal import resample_poly
+
+# Speed factors are rounded to fractions with at most this denominator (steps of under 1/64 near 1), which keeps
+# the polyphase filter short (its length grows with the larger of the two factors).
+MAX_SPEED_DENOMINATOR = 64
+
+
+def change_speed(wave: np.ndarray, factor: float) -> np.ndarray:
+    """`(num_samples,)` -> `(about num_samples / factor,)`: played `factor` times as fast, pitch included.
+
+    A polyphase resampler (`scipy.signal.resample_poly`, Kaiser-windowed sinc) takes the clip from `factor`
+    times the rate to the rate, so a speed-up low-passes what would pass the Nyquist frequency instead of
+    folding it back (linear interpolation aliases). `factor` is rounded to a fraction `p / q` with
+    `q <= MAX_SPEED_DENOMINATOR`.
+    """
+    ratio = Fraction(factor).limit_denominator(MAX_SPEED_DENOMINATOR)
+    if ratio == 1 or len(wave) < 2:
+        return wave
+    return resample_poly(wave, ratio.denominator, ratio.numerator).astype(np.float32)
 
 
 @dataclass
@@ -20,7 +40,8 @@ class WaveformAugmentation:
         longer clip is cropped at a random offset regardless.
     noise_snr_db: white noise at a random SNR in [noise_snr_db, noise_snr_db + 20] dB, with probability 1/2
         (0 = off).
-    speed: resample by a random factor in [1 - speed, 1 + speed] (tempo and pitch change together).
+    speed: play faster or slower by a random factor in [1 - speed, 1 + speed] (tempo and pitch change together;
+        `change_speed`).
     tilt: random spectral tilt, the first-order filter `y[n] = x[n] - a x[n - 1]` with `a` uniform in
         [-tilt, tilt]: gain `1 - a` at 0 Hz and `1 + a` at the Nyquist frequency (0.5: up to +-9.5 dB between
         them), as different microphones and rooms tilt a voice's spectrum.
@@ -34,9 +55,7 @@ class WaveformAugmentation:
 
     def apply(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.speed > 0:
-            factor = rng.uniform(1 - self.speed, 1 + self.speed)
-            positions = np.arange(0, len(wave) - 1, factor)
-            wave = np.interp(positions, np.arange(len(wave)), wave).astype(np.float32) if len(positions) > 1 else wave
+            wave = change_speed(wave, rng.uniform(1 - self.speed, 1 + self.speed))
         if self.tilt > 0 and len(wave) > 1:
             coefficient = np.float32(rng.uniform(-self.tilt, self.tilt))
             wave = np.concatenate((wave[:1], wave[1:] - coefficient * wave[:-1]))
@@ -50,4 +69,4 @@ class WaveformAugmentation:
         return np.clip(wave, -1.0, 1.0).astype(np.float32)
 
 
-__all__ = ["WaveformAugmentation"]
+__all__ = ["WaveformAugmentation", "change_speed"]

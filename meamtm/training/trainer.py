@@ -3,7 +3,8 @@
 `scripts/train.py` is the recipe; this module holds the parts it (and the tests) reuse:
 
 * `build_config`: a fresh `MeamtmConfig` from a preset (`tiny`, `small`, `base`) or a JSON file, plus
-  `"key=value,..."` overrides, the convention of transformers' example scripts.
+  `"key=value,..."` overrides (`PretrainedConfig.update_from_string`, the convention of transformers' example
+  scripts).
 * `make_compute_metrics`: accuracy and macro F1 (single-label) or mAP, mean AUC and d-prime (multi-label),
   through the `evaluate` modules shipped in `meamtm/metrics`.
 * `MeamtmTrainer`: `Trainer` with balanced (PSLA) sampling and the package's model card.
@@ -12,7 +13,6 @@
 
 import importlib.util
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 from transformers import Trainer, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import sort_checkpoints
 from transformers.utils import logging
 
 from . import metrics
@@ -70,39 +70,34 @@ class MeamtmTrainingArguments(TrainingArguments):
     )
 
 
-def parse_overrides(overrides: str | None) -> dict:
-    """`"hidden_size=192,num_hidden_layers=4"` -> `{"hidden_size": 192, "num_hidden_layers": 4}`.
+def apply_overrides(config: MeamtmConfig, overrides: str | None) -> set[str]:
+    """Set `"hidden_size=192,num_hidden_layers=4"` on `config` in place; return the names that were set.
 
-    Values are typed by the `MeamtmConfig` field's default (bool, int, float, str); `none` is `None`.
+    Values are typed by `PretrainedConfig.update_from_string` from the field's current value (bool, int,
+    float, str). Before it, each item is checked so that an error names the item and the fix; `none` sets a
+    field to `None`, and a field that is `None` (which `update_from_string` cannot type) takes a number.
     """
     if not overrides:
-        return {}
-    defaults = MeamtmConfig()
-    parsed = {}
+        return set()
+    fields = set(MeamtmConfig().to_dict())
+    names = set()
     for item in overrides.split(","):
-        key, sep, text = item.partition("=")
-        key, text = key.strip(), text.strip()
+        key, sep, text = (part.strip() for part in item.partition("="))
         if not sep or not key:
             raise ValueError(f"Config override {item!r} is not key=value (e.g. 'hidden_size=192,num_hidden_layers=4').")
-        if not hasattr(defaults, key):
+        if key not in fields:
             raise ValueError(f"Config override {key!r} is not a MeamtmConfig field (see its docstring for the fields).")
-        default = getattr(defaults, key)
-        if text.lower() == "none":
-            parsed[key] = None
-        elif isinstance(default, bool):
-            if text.lower() not in ("true", "false"):
-                raise ValueError(f"Config override {key}={text!r} must be true or false.")
-            parsed[key] = text.lower() == "true"
-        elif isinstance(default, int) and re.fullmatch(r"[+-]?\d+", text):
-            parsed[key] = int(text)
-        elif isinstance(default, (int, float)) or default is None and re.fullmatch(r"[-+.\deE]+", text):
-            try:
-                parsed[key] = float(text)
-            except ValueError:
-                raise ValueError(f"Config override {key}={text!r} must be a number.") from None
-        else:
-            parsed[key] = text
-    return parsed
+        try:
+            if text.lower() == "none":
+                setattr(config, key, None)
+            elif getattr(config, key) is None:
+                setattr(config, key, float(text))
+            else:
+                config.update_from_string(f"{key}={text}")
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"Config override {key}={text!r} does not fit the field: {error}.") from None
+        names.add(key)
+    return names
 
 
 def build_config(
@@ -115,22 +110,23 @@ def build_config(
     logged. Give them explicitly to choose otherwise.
     """
     if config_name in PRESETS:
-        values = dict(PRESETS[config_name])
+        config = MeamtmConfig(**PRESETS[config_name])
     elif Path(config_name).is_file():
-        values = MeamtmConfig.from_json_file(config_name).to_diff_dict()
-        values.pop("model_type", None)
+        config = MeamtmConfig.from_json_file(config_name)
     else:
         raise ValueError(f"--config_name {config_name!r} is neither a preset ({list(PRESETS)}) nor a config JSON file.")
-    overrides = parse_overrides(config_overrides)
-    rate = overrides.get("sampling_rate")
-    if rate and not {"win_length", "hop_length", "n_fft"} & overrides.keys():
+    overridden = apply_overrides(config, config_overrides)
+    rate = config.sampling_rate
+    if "sampling_rate" in overridden and not {"win_length", "hop_length", "n_fft"} & overridden:
         win_length, hop_length = round(0.025 * rate), round(0.010 * rate)
-        overrides.update(win_length=win_length, hop_length=hop_length, n_fft=1 << (win_length - 1).bit_length())
+        config.win_length, config.hop_length = win_length, hop_length
+        config.n_fft = 1 << (win_length - 1).bit_length()
         logger.info(f"sampling_rate={rate}: a 25 ms window and 10 ms hop are {win_length} and {hop_length} samples.")
-    values.update(overrides)
+    values = config.to_diff_dict()
+    values.pop("model_type", None)
     if labels is not None:
         values.update(label2id=labels.label2id, id2label=labels.id2label, problem_type=labels.problem_type)
-    return MeamtmConfig(**values)
+    return MeamtmConfig(**values)  # built anew, so the cross-field checks see the overrides
 
 
 def make_compute_metrics(labels: LabelSpace):
@@ -185,30 +181,25 @@ class MeamtmTrainer(Trainer):
             self.model_card()
 
 
-def _checkpoint_step(path: Path) -> int:
-    return int(path.name.rsplit("-", 1)[1])
-
-
 def complete_checkpoints(output_dir: str) -> list[str]:
     """Checkpoint folders of `output_dir` that were written to the end, oldest first.
 
-    The Trainer writes `trainer_state.json` last, after weights, optimizer and RNG states, so a run killed while
-    saving leaves a folder without a readable one; such folders are skipped.
+    The folders and their order are `transformers.trainer_utils.sort_checkpoints`'. The Trainer writes
+    `trainer_state.json` last, after weights, optimizer and RNG states, so a run killed while saving leaves a
+    folder without a readable one; such folders are skipped. (`get_last_checkpoint` returns the newest folder
+    whatever its state, and resuming from a folder cut short fails, so it is not used here.)
     """
-    folder = Path(output_dir)
-    if not folder.is_dir():
+    if not Path(output_dir).is_dir():
         return []
     found = []
-    for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-        if not re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-\d+", path.name):
-            continue
+    for path in sort_checkpoints(output_dir):
         try:
-            json.loads((path / "trainer_state.json").read_text())
+            json.loads((Path(path) / "trainer_state.json").read_text())
         except (OSError, ValueError):
             logger.warning(f"Ignoring incomplete checkpoint {path} (no readable trainer_state.json).")
             continue
         found.append(path)
-    return [str(path) for path in sorted(found, key=_checkpoint_step)]
+    return found
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
@@ -254,11 +245,11 @@ __all__ = [
     "PRESETS",
     "MeamtmTrainer",
     "MeamtmTrainingArguments",
+    "apply_overrides",
     "average_checkpoints",
     "build_config",
     "complete_checkpoints",
     "is_final_checkpoint",
     "last_complete_checkpoint",
     "make_compute_metrics",
-    "parse_overrides",
 ]
