@@ -32,6 +32,15 @@ logger = logging.get_logger(__name__)
 class UnreadableAudioError(ValueError):
     """An audio file that cannot be decoded into a finite, non-empty waveform."""
 
+    @classmethod
+    def of(cls, name: str, error: Exception) -> "UnreadableAudioError":
+        """The error for file `name`, which failed with `error`, saying how to go on."""
+        message = str(error).replace("Clip 0 ", "The clip ")
+        return cls(
+            f"Cannot read audio file {name}: {message}. Fix or remove the file, or pass --skip_unreadable_files to "
+            "skip such files and count them."
+        )
+
 
 def _clip_key(value: dict) -> int:
     """A stable 32-bit identity of a clip (its path, or its bytes), to seed its augmentation."""
@@ -91,11 +100,7 @@ class AudioTransform:
         try:
             return load_audio(value, self.sampling_rate)
         except Exception as error:  # decoders raise many types (RuntimeError, OSError, ValueError...)
-            message = str(error).replace("Clip 0 ", "The clip ")
-            raise UnreadableAudioError(
-                f"Cannot read audio file {name}: {message}. Fix or remove the file, or pass --skip_unreadable_files "
-                "to skip such files and count them."
-            ) from error
+            raise UnreadableAudioError.of(name, error) from error
 
     def crop(self, wave: np.ndarray, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
         """Crop or pad to `num_samples`; return the window `(num_samples,)` and its mask of real samples."""

@@ -3,7 +3,8 @@
 * `load_splits`: the train and eval splits from a Hub data set, `audiofolder` folders or CSV/JSON metadata.
 * `check_columns`, `check_labels`: errors up front that name the columns and labels that exist.
 * `LabelSpace`, `label_space_of`, `class_names_of`: the classes, single- or multi-label, and label encoding.
-* `synthetic_sounds`: a small labelled data set made in code, for the built-in run and tests.
+* `default_splits`: the data of a run given none (FSDD when found, else `synthetic_sounds`, made in code).
+* `take_first`: the first N clips of a data set or stream.
 
 Clips are turned into model inputs by `meamtm.training.collate`, augmented by `meamtm.training.augmentation`
 and drawn by `meamtm.training.sampling`.
@@ -26,6 +27,10 @@ from datasets import (
     Value,
     load_dataset,
 )
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
 
 
 def load_splits(
@@ -77,6 +82,28 @@ def load_splits(
         if file:
             splits[role] = load_metadata_file(file, audio_column, streaming=streaming, cache_dir=cache_dir)
     return splits
+
+
+def default_splits(fsdd_dir: str | os.PathLike) -> tuple[dict, str]:
+    """The data of a run given no data source, and its name: FSDD's train/test folders in `fsdd_dir` when they
+    exist, else `synthetic_sounds()` (made in code, so the run works on any machine)."""
+    folder = Path(fsdd_dir)
+    if (folder / "train").is_dir() and (folder / "test").is_dir():
+        logger.info(f"No data source given: training on the Free Spoken Digit Dataset in {folder}.")
+        splits = load_splits(train_dir=str(folder / "train"), eval_dir=str(folder / "test"))
+        return splits, "free-spoken-digit-dataset"
+    logger.info(f"No data source given and no FSDD in {folder}: training on the synthetic sound classes.")
+    sounds = synthetic_sounds()
+    return {"train": sounds["train"], "eval": sounds["test"]}, "meamtm-synthetic-sounds"
+
+
+def take_first(dataset, limit: int | None):
+    """The first `limit` clips of a data set or stream (all of them when `limit` is `None`)."""
+    if limit is None:
+        return dataset
+    if isinstance(dataset, IterableDataset):
+        return dataset.take(limit)
+    return dataset.select(range(min(limit, len(dataset))))
 
 
 def load_metadata_file(path: str, audio_column: str, streaming: bool = False, cache_dir: str | None = None):
@@ -279,8 +306,10 @@ __all__ = [
     "check_columns",
     "check_labels",
     "class_names_of",
+    "default_splits",
     "label_space_of",
     "load_metadata_file",
     "load_splits",
     "synthetic_sounds",
+    "take_first",
 ]

@@ -7,8 +7,10 @@
   scripts).
 * `make_compute_metrics`: accuracy and macro F1 (single-label) or mAP, mean AUC and d-prime (multi-label),
   through the `evaluate` modules shipped in `meamtm/metrics`.
-* `MeamtmTrainer`: `Trainer` with balanced (PSLA) sampling and the package's model card.
-* `last_complete_checkpoint`, `average_checkpoints`: resuming after a crash, and weight averaging.
+* `load_model`: a checkpoint with a new head, or a fresh model.
+* `MeamtmTrainer`: `Trainer` with balanced (PSLA) sampling that keeps the run's own model card.
+* `resume_point`, `train_or_finish`, `average_last_checkpoints`: resuming after a crash, a rerun of a finished
+  run, and weight averaging (`complete_checkpoints`, `average_checkpoints`).
 """
 
 import importlib.util
@@ -19,12 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file
-from transformers import Trainer, TrainingArguments
+from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, Trainer, TrainingArguments
+from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import sort_checkpoints
 from transformers.utils import logging
 
 from . import metrics
 from ..configuration_meamtm import MeamtmConfig
+from ..feature_extraction_meamtm import MeamtmFeatureExtractor
+from ..modeling_meamtm import MeamtmForAudioClassification
 from .data import LabelSpace
 from .sampling import BalancedSampler
 
@@ -34,8 +39,8 @@ logger = logging.get_logger(__name__)
 
 # Transformer size and window of fresh models. `tiny` and `small` use 64 mel bands and a 128-frame window
 # (1.28 s at a 10 ms hop): short clips (keywords, digits, events) train fast on a CPU. They pool the mean of
-# the patch tokens, which trains a small model from scratch faster than AST's cls tokens (FSDD, 12 epochs:
-# 98.4 % against 94.0 %, README). `base` is AST-base, cls pooling included.
+# the patch tokens, which trains a small model from scratch faster than AST's cls tokens. `base` is
+# AST-base, cls pooling included.
 PRESETS = {
     "tiny": dict(
         hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, num_mel_bins=64,
@@ -129,6 +134,30 @@ def build_config(
     return MeamtmConfig(**values)  # built anew, so the cross-field checks see the overrides
 
 
+def load_model(
+    model_name_or_path: str | None,
+    labels: LabelSpace,
+    config_name: str = "small",
+    config_overrides: str | None = None,
+    ignore_mismatched_sizes: bool = True,
+    trust_remote_code: bool = False,
+):
+    """`(model, feature_extractor)`: a checkpoint with a head for `labels`, or a fresh model (`build_config`)."""
+    if not model_name_or_path:
+        config = build_config(config_name, config_overrides, labels)
+        return MeamtmForAudioClassification(config), MeamtmFeatureExtractor.from_model_config(config)
+    model = AutoModelForAudioClassification.from_pretrained(
+        model_name_or_path, num_labels=len(labels.names), label2id=labels.label2id, id2label=labels.id2label,
+        problem_type=labels.problem_type, ignore_mismatched_sizes=ignore_mismatched_sizes,
+        trust_remote_code=trust_remote_code,
+    )
+    try:
+        extractor = AutoFeatureExtractor.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+    except OSError:  # a converted AST checkpoint saved without its (waveform) feature extractor
+        extractor = MeamtmFeatureExtractor.from_model_config(model.config)
+    return model, extractor
+
+
 def make_compute_metrics(labels: LabelSpace):
     """`compute_metrics` for the Trainer: `EvalPrediction` -> metrics dict, with the shipped `evaluate` modules."""
     if labels.multi_label:
@@ -155,19 +184,19 @@ def make_compute_metrics(labels: LabelSpace):
 
 
 class MeamtmTrainer(Trainer):
-    """`Trainer` with two additions.
+    """`Trainer` with balanced sampling, and which keeps the run's own model card.
 
     Args (beyond `Trainer`'s):
         sampling_weights (`np.ndarray` `(num_clips,)`, *optional*): draw training clips with these weights
             (`balanced_sampling_weights`), seeded by `args.seed` and the epoch, instead of shuffling.
-        model_card (`Callable[[], None]`, *optional*): writes the output folder's `README.md`; `push_to_hub`
-            publishes it instead of the Trainer's generic card.
+
+    `push_to_hub` publishes the `README.md` that `report.write_run_report` wrote in the output folder; the
+    Trainer's generic card is written only where there is none.
     """
 
-    def __init__(self, *args, sampling_weights: np.ndarray | None = None, model_card=None, **kwargs):
+    def __init__(self, *args, sampling_weights: np.ndarray | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.sampling_weights = sampling_weights
-        self.model_card = model_card
 
     def _get_train_sampler(self, train_dataset=None):
         if self.sampling_weights is not None:
@@ -175,10 +204,8 @@ class MeamtmTrainer(Trainer):
         return super()._get_train_sampler(train_dataset)
 
     def create_model_card(self, *args, **kwargs):
-        if self.model_card is None:
-            return super().create_model_card(*args, **kwargs)
-        if self.is_world_process_zero():
-            self.model_card()
+        if not (Path(self.args.output_dir) / "README.md").is_file():
+            super().create_model_card(*args, **kwargs)
 
 
 def complete_checkpoints(output_dir: str) -> list[str]:
@@ -218,6 +245,35 @@ def is_final_checkpoint(folder: str) -> bool:
     return state.get("max_steps", 0) > 0 and state["global_step"] >= state["max_steps"]
 
 
+def resume_point(args: TrainingArguments) -> str | None:
+    """`--resume_from_checkpoint`, else the newest complete checkpoint in the output folder (a rerun resumes)."""
+    if args.resume_from_checkpoint:
+        return args.resume_from_checkpoint
+    checkpoint = last_complete_checkpoint(args.output_dir)
+    if checkpoint:
+        logger.warning(f"Resuming from {checkpoint} (the newest complete checkpoint in {args.output_dir}).")
+    return checkpoint
+
+
+def train_or_finish(trainer: Trainer, checkpoint: str | None) -> dict:
+    """Train (from `checkpoint` if given) and return the training metrics; a final checkpoint is just loaded."""
+    if checkpoint and is_final_checkpoint(checkpoint):
+        logger.warning(f"{checkpoint} is the run's last step: loading it instead of training.")
+        trainer.model.load_state_dict(load_file(str(Path(checkpoint) / "model.safetensors")))
+        trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+        return {"epoch": trainer.state.epoch}
+    return trainer.train(resume_from_checkpoint=checkpoint).metrics
+
+
+def average_last_checkpoints(trainer: Trainer, count: int) -> None:
+    """Load into `trainer.model` the mean weights of the last `count` complete checkpoints of its output folder."""
+    checkpoints = complete_checkpoints(trainer.args.output_dir)[-count:]
+    if len(checkpoints) < count:
+        logger.warning(f"Averaging {len(checkpoints)} checkpoints, not {count}: raise --save_total_limit to keep more.")
+    trainer.model.load_state_dict(average_checkpoints(checkpoints))
+    logger.info(f"Weights averaged over {[Path(c).name for c in checkpoints]}.")
+
+
 def average_checkpoints(folders: list[str]) -> dict[str, torch.Tensor]:
     """Element-wise mean of the floating-point weights of several checkpoints (AST and PSLA average the last ones).
 
@@ -247,9 +303,13 @@ __all__ = [
     "MeamtmTrainingArguments",
     "apply_overrides",
     "average_checkpoints",
+    "average_last_checkpoints",
     "build_config",
     "complete_checkpoints",
     "is_final_checkpoint",
     "last_complete_checkpoint",
+    "load_model",
     "make_compute_metrics",
+    "resume_point",
+    "train_or_finish",
 ]
