@@ -36,13 +36,13 @@ class DataSummary:
     def describe(self) -> str:
         """A few lines for the log: counts, rates, duration spread, the rarest and commonest labels."""
         rates = ", ".join(f"{rate} Hz x {count}" for rate, count in self.sampling_rates.most_common())
-        counts = sorted(self.label_counts.items(), key=lambda item: item[1])
-        shown = counts if len(counts) <= 8 else counts[:4] + [("...", "...")] + counts[-4:]
+        counts = [f"{name} {count}" for name, count in sorted(self.label_counts.items(), key=lambda item: item[1])]
+        shown = counts if len(counts) <= 8 else counts[:4] + ["..."] + counts[-4:]
         return "\n".join([
             f"{self.num_clips} clips read; sampling rates: {rates}",
             f"durations (s): min {self.durations_s.min():.2f}, median {np.median(self.durations_s):.2f}, "
             f"95th percentile {self.duration_quantile(0.95):.2f}, max {self.durations_s.max():.2f}",
-            f"{len(self.label_counts)} labels, clips per label: " + ", ".join(f"{name} {count}" for name, count in shown),
+            f"{len(self.label_counts)} labels, clips per label (fewest first): " + ", ".join(shown),
         ])
 
 
