@@ -25,7 +25,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 run: setup
-	HF_HUB_OFFLINE=1 $(PY) scripts/train.py
+	HF_HUB_OFFLINE=1 $(PY) scripts/train.py --recipe demo
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests

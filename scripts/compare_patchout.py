@@ -4,9 +4,9 @@
     python scripts/compare_patchout.py                          # both runs (the README's numbers)
     python scripts/compare_patchout.py --runs augmented --augmentation "patchout_time=0.3,time_mask_param=10"
 
-Both runs are `scripts/train.py` with the README's FSDD recipe (`train.FSDD_RECIPE`: a fresh `small` MEAMTM at
-8 kHz over a 1 s window, the same seed, hence the same initial weights, data order, waveform augmentation,
-optimiser and schedule); the second adds `--augmentation` to the model's config overrides: patchout drops
+Both runs are `scripts/train.py --recipe fsdd` (`meamtm/training/recipes/fsdd.json`: a fresh `small` MEAMTM at
+8 kHz over a 1 s window) with the same seed, hence the same initial weights, data order, waveform augmentation,
+optimiser and schedule; the second adds `--augmentation` to the model's config overrides: patchout drops
 patch tokens in training (a cheaper step) and SpecAugment masks the log-mel. Each run's test accuracy and
 training time are written to `OUTPUT_DIR/compare_patchout.{json,md}`; each run's own output (model, plots,
 model card) is in `OUTPUT_DIR/compare-<run>/`.
@@ -24,12 +24,16 @@ from transformers import HfArgumentParser
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train  # noqa: E402  (scripts/train.py)
 from meamtm import MeamtmConfig  # noqa: E402
+from meamtm.training.recipes import load_recipe  # noqa: E402
+
+
+FSDD_RECIPE = load_recipe("fsdd").arguments
 
 
 @dataclass
 class ComparisonArguments:
     fsdd_dir: str = field(default=str(train.FSDD), metadata={"help": "FSDD in audiofolder layout (train/, test/)."})
-    epochs: int = field(default=train.FSDD_EPOCHS, metadata={"help": "Epochs of both runs."})
+    epochs: int = field(default=FSDD_RECIPE["num_train_epochs"], metadata={"help": "Epochs of both runs."})
     augmentation: str = field(
         default="patchout_time=0.12,patchout_frequency=0.2,freq_mask_param=4,time_mask_param=5",
         metadata={"help": "Config overrides of the second run: 1 of 9 time columns, 1 of 5 frequency rows, masks."},
@@ -49,13 +53,13 @@ class ComparisonArguments:
 
 
 def config_overrides(args: ComparisonArguments, run: str) -> str:
-    return train.FSDD_CONFIG_OVERRIDES + ("," + args.augmentation if run == "augmented" else "")
+    return FSDD_RECIPE["config_overrides"] + ("," + args.augmentation if run == "augmented" else "")
 
 
 def train_arguments(args: ComparisonArguments, run: str) -> list[str]:
-    """The `scripts/train.py` command line of one run (its `--config_overrides` come last and win)."""
+    """The `scripts/train.py` command line of one run (its flags win over the recipe's)."""
     command = [
-        *train.FSDD_RECIPE,
+        "--recipe", "fsdd",
         "--train_dir", os.path.join(args.fsdd_dir, "train"),
         "--eval_dir", os.path.join(args.fsdd_dir, "test"),
         "--config_overrides", config_overrides(args, run),

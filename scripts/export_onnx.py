@@ -18,7 +18,7 @@ from transformers import HfArgumentParser
 
 from meamtm import MeamtmFeatureExtractor, MeamtmForAudioClassification
 from meamtm.inference.export import example_inputs, export_onnx, onnx_logits
-from meamtm.inference.pipeline import decode_audio
+from meamtm.audio_io import load_audio
 
 
 @dataclass
@@ -48,7 +48,7 @@ def check_inputs(arguments: ExportArguments, config) -> tuple[torch.Tensor, torc
     if not arguments.check_audio:
         return example_inputs(config, batch_size=3)
     extractor = MeamtmFeatureExtractor.from_model_config(config)
-    clips = [decode_audio(path, config.sampling_rate) for path in arguments.check_audio]
+    clips = [load_audio(path, config.sampling_rate) for path in arguments.check_audio]
     batch = extractor(clips, sampling_rate=config.sampling_rate, padding="max_length", return_tensors="pt")
     return batch["input_values"], batch["attention_mask"]
 

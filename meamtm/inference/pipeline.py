@@ -4,7 +4,7 @@
 way the speech recognition pipeline handles `chunk_length_s`): `preprocess` yields one window of the
 recording at a time, the pipeline's `batch_size` stacks windows into model batches, and `postprocess`
 aggregates the windows' logits (mean or max) into one prediction per recording, optionally with every
-window's own labels and its time span. Files are decoded as a stream (`stream_audio_file`), so memory is
+window's own labels and its time span. Files are decoded as a stream (`meamtm.audio_io.stream_audio`), so memory is
 about one window plus one block of samples, `batch_size` windows in flight and the windows' logits, whatever
 the recording's length; an array input is itself in memory, but nothing proportional to it is added.
 
@@ -14,11 +14,6 @@ the recording's length; an array input is itself in memory, but nothing proporti
                return_segments=True)
 """
 
-import math
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -27,7 +22,7 @@ from transformers.pipelines.audio_classification import AudioClassificationPipel
 from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
-from ..feature_extraction_meamtm import to_mono_float32
+from ..audio_io import load_audio, stream_audio
 
 
 logger = logging.get_logger(__name__)
@@ -35,75 +30,9 @@ logger = logging.get_logger(__name__)
 AGGREGATIONS = ("mean", "max")
 
 
-def decode_audio(source, sampling_rate: int) -> np.ndarray:
-    """File bytes, a path or a `torchcodec` decoder -> mono float32 `(num_samples,)` at `sampling_rate`, whole.
-
-    Decoding, down-mixing and resampling are torchcodec's (FFmpeg), as `datasets`' `Audio` column does them.
-    """
-    from torchcodec.decoders import AudioDecoder
-
-    name = source if isinstance(source, str) else type(source).__name__
-    try:
-        if isinstance(source, AudioDecoder):
-            samples = source.get_all_samples()
-            return resample(to_mono_float32(samples.data), samples.sample_rate, sampling_rate)
-        decoder = AudioDecoder(source, sample_rate=sampling_rate, num_channels=1)
-        waveform = decoder.get_all_samples().data[0].numpy()
-    except (RuntimeError, ValueError) as error:
-        raise ValueError(f"Could not decode audio from {name}: {error}. Is it an audio file FFmpeg can read?") from error
-    if waveform.size == 0:
-        raise ValueError(f"{name} decodes to 0 samples: the file holds no audio.")
-    return to_mono_float32(waveform)
-
-
-def stream_audio_file(path: str, sampling_rate: int, block_samples: int) -> Iterator[np.ndarray]:
-    """Decode a file piece by piece: mono float32 blocks of up to `block_samples` samples at `sampling_rate`.
-
-    The `ffmpeg` program decodes, mixes down and resamples in one pass with one resampler state, the command
-    transformers' `ffmpeg_read` runs, read through a pipe, so memory stays at one block whatever the file's
-    length. (torchcodec's range decoding restarts its resampler at every range: consecutive ranges of a
-    resampled file do not join up, 16 samples off at 44.1 -> 16 kHz.) Without `ffmpeg` on the PATH, the file
-    is decoded whole by torchcodec instead.
-    """
-    if shutil.which("ffmpeg") is None:
-        logger.warning_once("The ffmpeg program is not on the PATH: decoding whole files with torchcodec instead.")
-        waveform = decode_audio(path, sampling_rate)
-        yield from (waveform[start : start + block_samples] for start in range(0, len(waveform), block_samples))
-        return
-    if not os.path.isfile(path):
-        raise ValueError(f"{path} is not a file: pass the path of an audio file.")
-    command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", path]
-    command += ["-vn", "-ac", "1", "-ar", str(sampling_rate), "-f", "f32le", "pipe:1"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    num_samples = 0
-    try:
-        while block := process.stdout.read(4 * block_samples):
-            num_samples += len(block) // 4
-            yield np.frombuffer(block[: len(block) // 4 * 4], dtype=np.float32)
-        errors = process.stderr.read().decode(errors="replace").strip()
-        if process.wait() != 0:
-            raise ValueError(f"Could not decode audio from {path}: ffmpeg says: {errors or 'no details'}.")
-        if num_samples == 0:
-            raise ValueError(f"{path} decodes to 0 samples: the file holds no audio.")
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
 def blocks_of(waveform: np.ndarray, block_samples: int) -> Iterator[np.ndarray]:
     """An in-memory waveform as consecutive views of `block_samples` samples (no copy)."""
     return (waveform[start : start + block_samples] for start in range(0, len(waveform), block_samples))
-
-
-def resample(waveform: np.ndarray, orig_sampling_rate: int, sampling_rate: int) -> np.ndarray:
-    """`(num_samples,)` float32 at `orig_sampling_rate` -> float32 at `sampling_rate` (scipy's polyphase filter)."""
-    if orig_sampling_rate == sampling_rate:
-        return waveform
-    from scipy.signal import resample_poly
-
-    divisor = math.gcd(int(orig_sampling_rate), int(sampling_rate))
-    return resample_poly(waveform, sampling_rate // divisor, orig_sampling_rate // divisor).astype(np.float32)
 
 
 def sliding_windows(blocks: Iterable[np.ndarray], window: int, hop: int) -> Iterator[tuple[int, np.ndarray, bool]]:
@@ -139,10 +68,10 @@ def sliding_windows(blocks: Iterable[np.ndarray], window: int, hop: int) -> Iter
 class MeamtmAudioClassificationPipeline(ChunkPipeline, AudioClassificationPipeline):
     """`AudioClassificationPipeline` that classifies recordings of any length by sliding windows.
 
-    Inputs: a file path (streamed through the `ffmpeg` program, see `stream_audio_file`), file bytes or a
-    `torchcodec` `AudioDecoder` (decoded and resampled by torchcodec), a
-    `{"array"|"raw": ..., "sampling_rate": sr}` dict (resampled with scipy when `sr` differs), or an array or
-    tensor at the model's rate; 2-D inputs are multi-channel clips, mixed down to mono (`to_mono_float32`).
+    Inputs: a file path (streamed, `meamtm.audio_io.stream_audio`), file bytes, a `torchcodec` `AudioDecoder`, a
+    `{"array"|"raw": ..., "sampling_rate": sr}` dict (resampled when `sr` differs), or an array or tensor at the
+    model's rate; all are decoded and resampled by `meamtm.audio_io`, as in training. 2-D inputs are
+    multi-channel clips, mixed down to mono (`to_mono_float32`).
 
     Call arguments (besides `top_k`, `function_to_apply`, `batch_size` of `AudioClassificationPipeline`):
         chunk_length_s (`float`, *optional*): window length in seconds; defaults to the model's window
@@ -206,16 +135,10 @@ class MeamtmAudioClassificationPipeline(ChunkPipeline, AudioClassificationPipeli
 
             inputs = httpx.get(inputs, follow_redirects=True).content
         if isinstance(inputs, str):
-            return stream_audio_file(inputs, sampling_rate, block_samples)
-        torchcodec = sys.modules.get("torchcodec")
-        if isinstance(inputs, bytes) or (torchcodec and isinstance(inputs, torchcodec.decoders.AudioDecoder)):
-            return blocks_of(decode_audio(inputs, sampling_rate), block_samples)
-        if isinstance(inputs, dict):
-            if "sampling_rate" not in inputs or not ("raw" in inputs or "array" in inputs):
-                raise ValueError(f"A dict input needs 'sampling_rate' and 'raw' or 'array', got keys {sorted(inputs)}.")
-            array = inputs["raw"] if "raw" in inputs else inputs["array"]
-            return blocks_of(resample(to_mono_float32(array), inputs["sampling_rate"], sampling_rate), block_samples)
-        return blocks_of(to_mono_float32(inputs), block_samples)
+            return stream_audio(inputs, sampling_rate, block_samples)
+        if isinstance(inputs, dict) and ("sampling_rate" not in inputs or not ("raw" in inputs or "array" in inputs)):
+            raise ValueError(f"A dict input needs 'sampling_rate' and 'raw' or 'array', got keys {sorted(inputs)}.")
+        return blocks_of(load_audio(inputs, sampling_rate), block_samples)
 
     def preprocess(self, inputs, chunk_length_s: float | None = None, chunk_overlap: float = 0.5):
         sampling_rate = self.feature_extractor.sampling_rate
@@ -265,4 +188,4 @@ class _Logits:
         self.logits = logits
 
 
-__all__ = ["MeamtmAudioClassificationPipeline", "decode_audio", "resample", "sliding_windows", "stream_audio_file"]
+__all__ = ["MeamtmAudioClassificationPipeline", "sliding_windows"]

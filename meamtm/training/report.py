@@ -138,4 +138,34 @@ def write_model_card(
     return path
 
 
-__all__ = ["plot_confusion_matrix", "plot_learning_curve", "write_model_card"]
+def write_run_report(
+    trainer,
+    metrics: dict,
+    prediction,
+    labels,
+    dataset_name: str,
+    recipe: dict,
+    base_model: str | None = None,
+    hub_dataset: bool = False,
+) -> None:
+    """Everything a finished run leaves in `trainer.args.output_dir` for people (main process only).
+
+    `eval_results.json` / `all_results.json` and the trainer state, the learning curve, the confusion matrix
+    (single-label runs with evaluation data: `prediction` is the `Trainer.predict` output, or `None`), and the
+    model card (`write_model_card`) with `recipe` (`{setting: value}`) as its training recipe.
+    """
+    if not trainer.is_world_process_zero():
+        return
+    output_dir = trainer.args.output_dir
+    trainer.save_metrics("eval", metrics)
+    trainer.save_state()
+    figures = [plot_learning_curve(trainer.state.log_history, f"{output_dir}/learning_curve.png",
+                                   "mAP" if labels.multi_label else "accuracy")]
+    if prediction is not None and not labels.multi_label:
+        figures.append(plot_confusion_matrix(prediction.label_ids, prediction.predictions.argmax(-1), labels.names,
+                                             f"{output_dir}/confusion_matrix.png"))
+    write_model_card(output_dir, trainer.args.hub_model_id or Path(output_dir).name, dataset_name, metrics,
+                     labels.names, recipe, base_model=base_model, figures=figures, hub_dataset=hub_dataset)
+
+
+__all__ = ["plot_confusion_matrix", "plot_learning_curve", "write_model_card", "write_run_report"]

@@ -3,29 +3,35 @@
 `scripts/train.py` is the recipe; this module holds the parts it (and the tests) reuse:
 
 * `build_config`: a fresh `MeamtmConfig` from a preset (`tiny`, `small`, `base`) or a JSON file, plus
-  `"key=value,..."` overrides, the convention of transformers' example scripts.
+  `"key=value,..."` overrides (`PretrainedConfig.update_from_string`, the convention of transformers' example
+  scripts).
 * `make_compute_metrics`: accuracy and macro F1 (single-label) or mAP, mean AUC and d-prime (multi-label),
   through the `evaluate` modules shipped in `meamtm/metrics`.
-* `MeamtmTrainer`: `Trainer` with balanced (PSLA) sampling and the package's model card.
-* `last_complete_checkpoint`, `average_checkpoints`: resuming after a crash, and weight averaging.
+* `load_model`: a checkpoint with a new head, or a fresh model.
+* `MeamtmTrainer`: `Trainer` with balanced (PSLA) sampling that keeps the run's own model card.
+* `resume_point`, `train_or_finish`, `average_last_checkpoints`: resuming after a crash, a rerun of a finished
+  run, and weight averaging (`complete_checkpoints`, `average_checkpoints`).
 """
 
 import importlib.util
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file
-from transformers import Trainer, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, Trainer, TrainingArguments
+from transformers.trainer_callback import TrainerState
+from transformers.trainer_utils import sort_checkpoints
 from transformers.utils import logging
 
 from . import metrics
 from ..configuration_meamtm import MeamtmConfig
-from .data import BalancedSampler, LabelSpace
+from ..feature_extraction_meamtm import MeamtmFeatureExtractor
+from ..modeling_meamtm import MeamtmForAudioClassification
+from .data import LabelSpace
+from .sampling import BalancedSampler
 
 
 logger = logging.get_logger(__name__)
@@ -33,8 +39,8 @@ logger = logging.get_logger(__name__)
 
 # Transformer size and window of fresh models. `tiny` and `small` use 64 mel bands and a 128-frame window
 # (1.28 s at a 10 ms hop): short clips (keywords, digits, events) train fast on a CPU. They pool the mean of
-# the patch tokens, which trains a small model from scratch faster than AST's cls tokens (FSDD, 12 epochs:
-# 98.4 % against 94.0 %, README). `base` is AST-base, cls pooling included.
+# the patch tokens, which trains a small model from scratch faster than AST's cls tokens. `base` is
+# AST-base, cls pooling included.
 PRESETS = {
     "tiny": dict(
         hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, num_mel_bins=64,
@@ -69,39 +75,34 @@ class MeamtmTrainingArguments(TrainingArguments):
     )
 
 
-def parse_overrides(overrides: str | None) -> dict:
-    """`"hidden_size=192,num_hidden_layers=4"` -> `{"hidden_size": 192, "num_hidden_layers": 4}`.
+def apply_overrides(config: MeamtmConfig, overrides: str | None) -> set[str]:
+    """Set `"hidden_size=192,num_hidden_layers=4"` on `config` in place; return the names that were set.
 
-    Values are typed by the `MeamtmConfig` field's default (bool, int, float, str); `none` is `None`.
+    Values are typed by `PretrainedConfig.update_from_string` from the field's current value (bool, int,
+    float, str). Before it, each item is checked so that an error names the item and the fix; `none` sets a
+    field to `None`, and a field that is `None` (which `update_from_string` cannot type) takes a number.
     """
     if not overrides:
-        return {}
-    defaults = MeamtmConfig()
-    parsed = {}
+        return set()
+    fields = set(MeamtmConfig().to_dict())
+    names = set()
     for item in overrides.split(","):
-        key, sep, text = item.partition("=")
-        key, text = key.strip(), text.strip()
+        key, sep, text = (part.strip() for part in item.partition("="))
         if not sep or not key:
             raise ValueError(f"Config override {item!r} is not key=value (e.g. 'hidden_size=192,num_hidden_layers=4').")
-        if not hasattr(defaults, key):
+        if key not in fields:
             raise ValueError(f"Config override {key!r} is not a MeamtmConfig field (see its docstring for the fields).")
-        default = getattr(defaults, key)
-        if text.lower() == "none":
-            parsed[key] = None
-        elif isinstance(default, bool):
-            if text.lower() not in ("true", "false"):
-                raise ValueError(f"Config override {key}={text!r} must be true or false.")
-            parsed[key] = text.lower() == "true"
-        elif isinstance(default, int) and re.fullmatch(r"[+-]?\d+", text):
-            parsed[key] = int(text)
-        elif isinstance(default, (int, float)) or default is None and re.fullmatch(r"[-+.\deE]+", text):
-            try:
-                parsed[key] = float(text)
-            except ValueError:
-                raise ValueError(f"Config override {key}={text!r} must be a number.") from None
-        else:
-            parsed[key] = text
-    return parsed
+        try:
+            if text.lower() == "none":
+                setattr(config, key, None)
+            elif getattr(config, key) is None:
+                setattr(config, key, float(text))
+            else:
+                config.update_from_string(f"{key}={text}")
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"Config override {key}={text!r} does not fit the field: {error}.") from None
+        names.add(key)
+    return names
 
 
 def build_config(
@@ -114,22 +115,47 @@ def build_config(
     logged. Give them explicitly to choose otherwise.
     """
     if config_name in PRESETS:
-        values = dict(PRESETS[config_name])
+        config = MeamtmConfig(**PRESETS[config_name])
     elif Path(config_name).is_file():
-        values = MeamtmConfig.from_json_file(config_name).to_diff_dict()
-        values.pop("model_type", None)
+        config = MeamtmConfig.from_json_file(config_name)
     else:
         raise ValueError(f"--config_name {config_name!r} is neither a preset ({list(PRESETS)}) nor a config JSON file.")
-    overrides = parse_overrides(config_overrides)
-    rate = overrides.get("sampling_rate")
-    if rate and not {"win_length", "hop_length", "n_fft"} & overrides.keys():
+    overridden = apply_overrides(config, config_overrides)
+    rate = config.sampling_rate
+    if "sampling_rate" in overridden and not {"win_length", "hop_length", "n_fft"} & overridden:
         win_length, hop_length = round(0.025 * rate), round(0.010 * rate)
-        overrides.update(win_length=win_length, hop_length=hop_length, n_fft=1 << (win_length - 1).bit_length())
+        config.win_length, config.hop_length = win_length, hop_length
+        config.n_fft = 1 << (win_length - 1).bit_length()
         logger.info(f"sampling_rate={rate}: a 25 ms window and 10 ms hop are {win_length} and {hop_length} samples.")
-    values.update(overrides)
+    values = config.to_diff_dict()
+    values.pop("model_type", None)
     if labels is not None:
         values.update(label2id=labels.label2id, id2label=labels.id2label, problem_type=labels.problem_type)
-    return MeamtmConfig(**values)
+    return MeamtmConfig(**values)  # built anew, so the cross-field checks see the overrides
+
+
+def load_model(
+    model_name_or_path: str | None,
+    labels: LabelSpace,
+    config_name: str = "small",
+    config_overrides: str | None = None,
+    ignore_mismatched_sizes: bool = True,
+    trust_remote_code: bool = False,
+):
+    """`(model, feature_extractor)`: a checkpoint with a head for `labels`, or a fresh model (`build_config`)."""
+    if not model_name_or_path:
+        config = build_config(config_name, config_overrides, labels)
+        return MeamtmForAudioClassification(config), MeamtmFeatureExtractor.from_model_config(config)
+    model = AutoModelForAudioClassification.from_pretrained(
+        model_name_or_path, num_labels=len(labels.names), label2id=labels.label2id, id2label=labels.id2label,
+        problem_type=labels.problem_type, ignore_mismatched_sizes=ignore_mismatched_sizes,
+        trust_remote_code=trust_remote_code,
+    )
+    try:
+        extractor = AutoFeatureExtractor.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+    except OSError:  # a converted AST checkpoint saved without its (waveform) feature extractor
+        extractor = MeamtmFeatureExtractor.from_model_config(model.config)
+    return model, extractor
 
 
 def make_compute_metrics(labels: LabelSpace):
@@ -158,19 +184,19 @@ def make_compute_metrics(labels: LabelSpace):
 
 
 class MeamtmTrainer(Trainer):
-    """`Trainer` with two additions.
+    """`Trainer` with balanced sampling, and which keeps the run's own model card.
 
     Args (beyond `Trainer`'s):
         sampling_weights (`np.ndarray` `(num_clips,)`, *optional*): draw training clips with these weights
             (`balanced_sampling_weights`), seeded by `args.seed` and the epoch, instead of shuffling.
-        model_card (`Callable[[], None]`, *optional*): writes the output folder's `README.md`; `push_to_hub`
-            publishes it instead of the Trainer's generic card.
+
+    `push_to_hub` publishes the `README.md` that `report.write_run_report` wrote in the output folder; the
+    Trainer's generic card is written only where there is none.
     """
 
-    def __init__(self, *args, sampling_weights: np.ndarray | None = None, model_card=None, **kwargs):
+    def __init__(self, *args, sampling_weights: np.ndarray | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.sampling_weights = sampling_weights
-        self.model_card = model_card
 
     def _get_train_sampler(self, train_dataset=None):
         if self.sampling_weights is not None:
@@ -178,36 +204,29 @@ class MeamtmTrainer(Trainer):
         return super()._get_train_sampler(train_dataset)
 
     def create_model_card(self, *args, **kwargs):
-        if self.model_card is None:
-            return super().create_model_card(*args, **kwargs)
-        if self.is_world_process_zero():
-            self.model_card()
-
-
-def _checkpoint_step(path: Path) -> int:
-    return int(path.name.rsplit("-", 1)[1])
+        if not (Path(self.args.output_dir) / "README.md").is_file():
+            super().create_model_card(*args, **kwargs)
 
 
 def complete_checkpoints(output_dir: str) -> list[str]:
     """Checkpoint folders of `output_dir` that were written to the end, oldest first.
 
-    The Trainer writes `trainer_state.json` last, after weights, optimizer and RNG states, so a run killed while
-    saving leaves a folder without a readable one; such folders are skipped.
+    The folders and their order are `transformers.trainer_utils.sort_checkpoints`'. The Trainer writes
+    `trainer_state.json` last, after weights, optimizer and RNG states, so a run killed while saving leaves a
+    folder without a readable one; such folders are skipped. (`get_last_checkpoint` returns the newest folder
+    whatever its state, and resuming from a folder cut short fails, so it is not used here.)
     """
-    folder = Path(output_dir)
-    if not folder.is_dir():
+    if not Path(output_dir).is_dir():
         return []
     found = []
-    for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-        if not re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-\d+", path.name):
-            continue
+    for path in sort_checkpoints(output_dir):
         try:
-            json.loads((path / "trainer_state.json").read_text())
+            json.loads((Path(path) / "trainer_state.json").read_text())
         except (OSError, ValueError):
             logger.warning(f"Ignoring incomplete checkpoint {path} (no readable trainer_state.json).")
             continue
         found.append(path)
-    return [str(path) for path in sorted(found, key=_checkpoint_step)]
+    return found
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
@@ -224,6 +243,35 @@ def is_final_checkpoint(folder: str) -> bool:
     """
     state = json.loads((Path(folder) / "trainer_state.json").read_text())
     return state.get("max_steps", 0) > 0 and state["global_step"] >= state["max_steps"]
+
+
+def resume_point(args: TrainingArguments) -> str | None:
+    """`--resume_from_checkpoint`, else the newest complete checkpoint in the output folder (a rerun resumes)."""
+    if args.resume_from_checkpoint:
+        return args.resume_from_checkpoint
+    checkpoint = last_complete_checkpoint(args.output_dir)
+    if checkpoint:
+        logger.warning(f"Resuming from {checkpoint} (the newest complete checkpoint in {args.output_dir}).")
+    return checkpoint
+
+
+def train_or_finish(trainer: Trainer, checkpoint: str | None) -> dict:
+    """Train (from `checkpoint` if given) and return the training metrics; a final checkpoint is just loaded."""
+    if checkpoint and is_final_checkpoint(checkpoint):
+        logger.warning(f"{checkpoint} is the run's last step: loading it instead of training.")
+        trainer.model.load_state_dict(load_file(str(Path(checkpoint) / "model.safetensors")))
+        trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+        return {"epoch": trainer.state.epoch}
+    return trainer.train(resume_from_checkpoint=checkpoint).metrics
+
+
+def average_last_checkpoints(trainer: Trainer, count: int) -> None:
+    """Load into `trainer.model` the mean weights of the last `count` complete checkpoints of its output folder."""
+    checkpoints = complete_checkpoints(trainer.args.output_dir)[-count:]
+    if len(checkpoints) < count:
+        logger.warning(f"Averaging {len(checkpoints)} checkpoints, not {count}: raise --save_total_limit to keep more.")
+    trainer.model.load_state_dict(average_checkpoints(checkpoints))
+    logger.info(f"Weights averaged over {[Path(c).name for c in checkpoints]}.")
 
 
 def average_checkpoints(folders: list[str]) -> dict[str, torch.Tensor]:
@@ -253,11 +301,15 @@ __all__ = [
     "PRESETS",
     "MeamtmTrainer",
     "MeamtmTrainingArguments",
+    "apply_overrides",
     "average_checkpoints",
+    "average_last_checkpoints",
     "build_config",
     "complete_checkpoints",
     "is_final_checkpoint",
     "last_complete_checkpoint",
+    "load_model",
     "make_compute_metrics",
-    "parse_overrides",
+    "resume_point",
+    "train_or_finish",
 ]

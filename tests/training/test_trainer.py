@@ -1,4 +1,4 @@
-"""meamtm/training_meamtm.py: presets and overrides, metrics glue, checkpoints, the Trainer subclass."""
+"""meamtm/training/trainer.py: presets and overrides, metrics glue, checkpoints, the Trainer subclass."""
 
 import json
 
@@ -9,36 +9,47 @@ from safetensors.torch import save_file
 from transformers import EvalPrediction
 
 from meamtm import MeamtmConfig
-from meamtm.training.data import BalancedSampler, LabelSpace
+from meamtm.training.data import LabelSpace
+from meamtm.training.sampling import BalancedSampler
 from meamtm.training.trainer import (
     PRESETS,
     MeamtmTrainingArguments,
+    apply_overrides,
     average_checkpoints,
     build_config,
     complete_checkpoints,
     is_final_checkpoint,
     last_complete_checkpoint,
     make_compute_metrics,
-    parse_overrides,
 )
 
 
-def test_parse_overrides_types_values_by_the_config_field():
-    parsed = parse_overrides("hidden_size=192, num_hidden_layers=4,fmax=3500,trainable_mel=true,window=hamming,fmin=0")
-    assert parsed == {"hidden_size": 192, "num_hidden_layers": 4, "fmax": 3500.0, "trainable_mel": True,
-                      "window": "hamming", "fmin": 0}
-    assert parse_overrides("fmax=none") == {"fmax": None}
-    assert parse_overrides(None) == {}
+def test_overrides_are_typed_by_the_config_field():
+    config = MeamtmConfig()
+    names = apply_overrides(
+        config, "hidden_size=192, num_hidden_layers=4,fmax=3500,trainable_mel=true,window=hamming,fmin=0"
+    )
+    assert names == {"hidden_size", "num_hidden_layers", "fmax", "trainable_mel", "window", "fmin"}
+    assert (config.hidden_size, config.num_hidden_layers, config.fmax, config.trainable_mel, config.window) == (
+        192, 4, 3500.0, True, "hamming"
+    )
+    assert config.fmin == 0 and isinstance(config.fmin, float)
+    apply_overrides(config, "fmax=none")
+    assert config.fmax is None
+    assert apply_overrides(config, None) == set()
+    assert build_config("tiny", "hidden_size=96,intermediate_size=100").hidden_size == 96
 
 
 @pytest.mark.parametrize(
     "text, message",
-    [("hidden=3", "not a MeamtmConfig field"), ("hidden_size", "not key=value"), ("qkv_bias=yes", "true or false"),
-     ("preemphasis=high", "must be a number")],
+    [("hidden=3", "'hidden' is not a MeamtmConfig field"), ("hidden_size", "'hidden_size' is not key=value"),
+     ("qkv_bias=maybe", "qkv_bias='maybe' does not fit the field: can't derive true or false"),
+     ("preemphasis=high", "preemphasis='high' does not fit the field: could not convert"),
+     ("hidden_size=1.5", "hidden_size='1.5' does not fit the field"), ("fmax=high", "fmax='high' does not fit")],
 )
-def test_parse_overrides_errors_name_the_item(text, message):
+def test_override_errors_name_the_item(text, message):
     with pytest.raises(ValueError, match=message):
-        parse_overrides(text)
+        build_config("tiny", text)
 
 
 def test_presets_build_valid_configs():

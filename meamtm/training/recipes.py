@@ -1,0 +1,141 @@
+"""Training recipes as data: JSON files of `scripts/train.py` arguments, grouped by what they choose.
+
+A recipe file holds a `description` and groups of arguments (`model`, `optimiser`, `augmentation`,
+`schedule`, `output`); `base` names a recipe whose groups it starts from. The shipped ones are in
+`meamtm/training/recipes/` (`available_recipes()`):
+
+    python scripts/train.py --recipe fsdd                  # the FSDD recipe
+    python scripts/train.py --recipe fsdd --learning_rate 1e-3 --output_dir mine   # flags win over the recipe
+
+`defaults_from_data` chooses what a run given only its data needs: the model's rate and window from the
+clips, and the FSDD recipe's optimiser and augmentation.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers.utils import logging
+
+from .data_summary import DataSummary, window_frames
+from .trainer import build_config
+
+
+logger = logging.get_logger(__name__)
+
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+GROUPS = ("model", "optimiser", "augmentation", "schedule", "output")
+# The recipe whose optimiser and augmentation a fresh model trained on other data starts from.
+DEFAULT_RECIPE = "fsdd"
+# The highest rate a fresh model picks from the data: AST's, enough for the 128 mel bands of speech and sound
+# events; higher rates cost STFT time for bands a classifier rarely needs.
+MAX_DEFAULT_SAMPLING_RATE = 16000
+# The share of training clips that fit whole in a window sized from the data.
+WINDOW_QUANTILE = 0.95
+
+
+@dataclass
+class Recipe:
+    """A recipe file, its `base` already merged in: `groups` maps a group name to `{argument: value}`."""
+
+    name: str
+    description: str
+    groups: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def arguments(self) -> dict:
+        """Every argument of every group, as `scripts/train.py` takes them."""
+        return {key: value for group in self.groups.values() for key, value in group.items()}
+
+
+def available_recipes() -> list[str]:
+    return sorted(path.stem for path in RECIPES_DIR.glob("*.json"))
+
+
+def recipe_path(name_or_path: str) -> Path:
+    """A shipped recipe's name (`fsdd`) or the path of a recipe JSON file -> its path."""
+    if (RECIPES_DIR / f"{name_or_path}.json").is_file():
+        return RECIPES_DIR / f"{name_or_path}.json"
+    if Path(name_or_path).is_file():
+        return Path(name_or_path)
+    raise ValueError(
+        f"--recipe {name_or_path!r} is neither a shipped recipe ({available_recipes()}) nor a recipe JSON file."
+    )
+
+
+def load_recipe(name_or_path: str, _chain: tuple[str, ...] = ()) -> Recipe:
+    """Read a recipe and its `base` (recursively); unknown groups and `base` cycles raise `ValueError`."""
+    path = recipe_path(name_or_path)
+    if str(path) in _chain:
+        raise ValueError(f"Recipe {path} is its own base (through {list(_chain)}): break the cycle.")
+    try:
+        content = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"Recipe {path} is not valid JSON: {error}.") from None
+    unknown = set(content) - {"description", "base", *GROUPS}
+    if unknown:
+        raise ValueError(f"Recipe {path} has unknown keys {sorted(unknown)}; a recipe holds description, base and {GROUPS}.")
+    groups = {}
+    if content.get("base"):
+        groups = {name: dict(values) for name, values in load_recipe(content["base"], (*_chain, str(path))).groups.items()}
+    for name in GROUPS:
+        groups.setdefault(name, {}).update(content.get(name, {}))
+    return Recipe(path.stem, content.get("description", ""), {name: values for name, values in groups.items() if values})
+
+
+def check_arguments(recipe: Recipe, known: set[str]) -> None:
+    """Raise a `ValueError` naming recipe arguments that `scripts/train.py` does not take."""
+    unknown = sorted(set(recipe.arguments) - known)
+    if unknown:
+        raise ValueError(f"Recipe {recipe.name!r} sets {unknown}, which are not scripts/train.py arguments (see --help).")
+
+
+def merge_overrides(first: str | None, then: str | None) -> str | None:
+    """Two `"key=value,..."` strings as one in which `then`'s items win (they are applied later)."""
+    return ",".join(part for part in (first, then) if part) or None
+
+
+def defaults_from_data(
+    summary: DataSummary, config_name: str, config_overrides: str | None, recipe: str = DEFAULT_RECIPE
+) -> tuple[dict, str, list[str]]:
+    """What a fresh model trained on `summary`'s data starts from, when the command line does not say.
+
+    Returns `(arguments, config_overrides, choices)`: the optimiser and augmentation of `recipe` as argument
+    defaults; config overrides that set the sampling rate (the clips' most common rate, at most
+    `MAX_DEFAULT_SAMPLING_RATE`) and the window (`WINDOW_QUANTILE` of the clip durations, on the patch grid),
+    with `config_overrides` after them so that its items win; and one line per choice, for the log.
+    """
+    chosen = load_recipe(recipe)
+    arguments = {**chosen.groups.get("optimiser", {}), **chosen.groups.get("augmentation", {})}
+    choices = [f"{key}={value} (the {recipe} recipe's)" for key, value in arguments.items()]
+    given = {item.partition("=")[0].strip() for item in (config_overrides or "").split(",") if item.strip()}
+    derived = []
+    choices += [f"{key} as --config_overrides gives it" for key in ("sampling_rate", "max_length") if key in given]
+    if "sampling_rate" not in given:
+        rate = min(summary.common_sampling_rate, MAX_DEFAULT_SAMPLING_RATE)
+        derived.append(f"sampling_rate={rate}")
+        choices.append(f"sampling_rate={rate} (the clips' most common rate, at most {MAX_DEFAULT_SAMPLING_RATE})")
+    if "max_length" not in given:
+        config = build_config(config_name, merge_overrides(",".join(derived), config_overrides))
+        duration = summary.duration_quantile(WINDOW_QUANTILE)
+        frames = window_frames(duration, config)
+        seconds = ((frames - 1) * config.hop_length + config.win_length) / config.sampling_rate
+        derived.append(f"max_length={frames}")
+        choices.append(
+            f"max_length={frames} ({seconds:.2f} s: {WINDOW_QUANTILE:.0%} of the clips are at most {duration:.2f} s; "
+            "rounded up to the patch grid)"
+        )
+    overrides = merge_overrides(",".join(derived), config_overrides)
+    return arguments, overrides, choices
+
+
+__all__ = [
+    "DEFAULT_RECIPE",
+    "Recipe",
+    "available_recipes",
+    "check_arguments",
+    "defaults_from_data",
+    "load_recipe",
+    "merge_overrides",
+    "recipe_path",
+]

@@ -1,0 +1,42 @@
+"""meamtm/training/augmentation.py: waveform augmentation drawn per clip."""
+
+import numpy as np
+import pytest
+
+from meamtm.training.augmentation import WaveformAugmentation, change_speed
+
+
+def test_speed_changes_the_length():
+    wave = np.sin(np.arange(8000) / 10).astype(np.float32)
+    lengths = {len(WaveformAugmentation(speed=0.2).apply(wave, np.random.default_rng(s))) for s in range(10)}
+    assert min(lengths) >= 8000 / 1.2 - 2 and max(lengths) <= 8000 / 0.8 + 2 and len(lengths) > 5
+
+
+def test_tilt_is_a_first_order_filter_within_its_bound():
+    wave = (np.random.default_rng(0).standard_normal(4000) * 0.1).astype(np.float32)
+    coefficients = set()
+    for seed in range(20):
+        tilted = WaveformAugmentation(tilt=0.5).apply(wave, np.random.default_rng(seed))
+        coefficient = np.random.default_rng(seed).uniform(-0.5, 0.5)
+        np.testing.assert_allclose(tilted[1:], wave[1:] - np.float32(coefficient) * wave[:-1], atol=1e-6)
+        assert tilted[0] == wave[0] and tilted.dtype == np.float32
+        spectrum = np.abs(np.fft.rfft(tilted)) ** 2
+        # a > 0 lifts the top of the spectrum against the bottom, a < 0 the other way round
+        assert np.sign(spectrum[-500:].mean() - spectrum[:500].mean()) == np.sign(coefficient)
+        coefficients.add(round(coefficient, 3))
+    assert len(coefficients) == 20
+
+
+def test_speed_up_filters_what_would_pass_nyquist_instead_of_aliasing():
+    rate = 8000
+    tone = np.sin(2 * np.pi * 3950 * np.arange(rate) / rate).astype(np.float32)  # near Nyquist
+    faster = change_speed(tone, 1.1)  # would be 4.35 kHz, above Nyquist: filtered out, not folded back to 3.65 kHz
+    assert len(faster) == pytest.approx(rate / 1.1, abs=2) and faster.dtype == np.float32
+    # Linear interpolation would fold most of the tone back as an alias; the polyphase filter removes most of it.
+    assert np.sqrt(np.mean(faster[200:-200] ** 2)) < 0.25 * np.sqrt(np.mean(tone**2))
+    low = np.sin(2 * np.pi * 500 * np.arange(rate) / rate).astype(np.float32)
+    slower = change_speed(low, 0.9)  # 500 Hz -> 450 Hz, kept
+    spectrum = np.abs(np.fft.rfft(slower[200:-200]))
+    peak = np.fft.rfftfreq(len(slower) - 400, 1 / rate)[np.argmax(spectrum)]
+    assert peak == pytest.approx(450, abs=3)
+    assert change_speed(low, 1.0) is low

@@ -1,0 +1,33 @@
+"""meamtm/training/sampling.py: balanced (PSLA) sampling weights and the seeded sampler."""
+
+import numpy as np
+import pytest
+from datasets import Dataset
+
+from meamtm.training.data import LabelSpace
+from meamtm.training.sampling import BalancedSampler, balanced_sampling_weights
+
+
+def test_balanced_weights_are_inverse_label_frequency():
+    dataset = Dataset.from_dict({"label": ["a"] * 6 + ["b"] * 2})
+    weights = balanced_sampling_weights(dataset, "label", LabelSpace(["a", "b"], False))
+    np.testing.assert_allclose(weights, [1 / 6] * 6 + [1 / 2] * 2)
+    multi = Dataset.from_dict({"label": [["a"], ["a", "b"], ["a"]]})
+    np.testing.assert_allclose(
+        balanced_sampling_weights(multi, "label", LabelSpace(["a", "b"], True)), [1 / 3, 1 / 3 + 1, 1 / 3]
+    )
+
+
+def test_balanced_sampler_evens_out_classes_and_follows_the_epoch():
+    weights = np.array([1 / 90] * 90 + [1 / 10] * 10)
+    sampler = BalancedSampler(weights, seed=3)
+    drawn = np.array([index for _ in range(20) for index in sampler])
+    assert len(list(sampler)) == 100
+    assert 0.4 < np.mean(drawn >= 90) < 0.6  # the rare class is drawn half of the time, not 10 %
+    first = list(sampler)
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    sampler.set_epoch(0)
+    assert list(sampler) == first
+    with pytest.raises(ValueError, match="non-negative clip weights"):
+        BalancedSampler(np.array([0.0, 0.0]))
