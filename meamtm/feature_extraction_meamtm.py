@@ -162,7 +162,7 @@ class MeamtmFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(
                 f"The audio is at sampling_rate={sampling_rate} Hz but this model expects {self.sampling_rate} Hz. "
                 f"Resample it first, e.g. dataset.cast_column('audio', Audio(sampling_rate={self.sampling_rate})) "
-                f"or torchaudio.functional.resample(waveform, {sampling_rate}, {self.sampling_rate})."
+                f"or meamtm.audio_io.resample(waveform, {sampling_rate}, {self.sampling_rate})."
             )
 
         clips = [to_mono_float32(clip, index) for index, clip in enumerate(self._as_batch(raw_speech))]

@@ -199,10 +199,6 @@ def apply_data_defaults(command: list[str] | dict, args: Arguments, train_split,
     for choice in choices:
         key = choice.partition("=")[0]
         logger.info(f"  {key}: given on the command line" if key in given else f"  {choice}")
-    if not {"num_train_epochs", "max_steps"} & given:
-        epochs = load_recipe(DEFAULT_RECIPE).arguments.get("num_train_epochs")
-        logger.info(f"  num_train_epochs={args.training.num_train_epochs} (TrainingArguments' default; the length of "
-                    f"a run is not taken from a recipe: the {DEFAULT_RECIPE} recipe trains {epochs} epochs)")
     args = parse(command, defaults)
     args.model.config_overrides = overrides
     return args

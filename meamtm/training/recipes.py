@@ -100,13 +100,15 @@ def defaults_from_data(
 ) -> tuple[dict, str, list[str]]:
     """What a fresh model trained on `summary`'s data starts from, when the command line does not say.
 
-    Returns `(arguments, config_overrides, choices)`: the optimiser and augmentation of `recipe` as argument
-    defaults; config overrides that set the sampling rate (the clips' most common rate, at most
+    Returns `(arguments, config_overrides, choices)`: the optimiser, augmentation and number of epochs of
+    `recipe` as argument defaults; config overrides that set the sampling rate (the clips' most common rate, at most
     `MAX_DEFAULT_SAMPLING_RATE`) and the window (`WINDOW_QUANTILE` of the clip durations, on the patch grid),
     with `config_overrides` after them so that its items win; and one line per choice, for the log.
     """
     chosen = load_recipe(recipe)
-    arguments = {**chosen.groups.get("optimiser", {}), **chosen.groups.get("augmentation", {})}
+    # The schedule too: a fresh model trained for the Trainer's default 3 epochs is far from converged.
+    schedule = {key: value for key, value in chosen.groups.get("schedule", {}).items() if key == "num_train_epochs"}
+    arguments = {**chosen.groups.get("optimiser", {}), **chosen.groups.get("augmentation", {}), **schedule}
     choices = [f"{key}={value} (the {recipe} recipe's)" for key, value in arguments.items()]
     given = {item.partition("=")[0].strip() for item in (config_overrides or "").split(",") if item.strip()}
     derived = []

@@ -414,6 +414,8 @@ def test_only_data_arguments_size_the_model_from_the_clips_and_use_the_fsdd_reci
     assert f"learning rate: {recipe.arguments['learning_rate']}" in card and "tilt=0.5" in card
     for key in ("learning_rate", "tilt", "sampling_rate", "max_length"):
         assert f"  {key}=" in caplog.text  # every choice is logged
+    # The recipe's schedule too (here --max_steps, given, wins over it in the Trainer).
+    assert f"  num_train_epochs={recipe.arguments['num_train_epochs']} (the fsdd recipe's)" in caplog.text
 
 
 def test_flags_override_the_choices_made_from_the_data(tmp_path, caplog):
