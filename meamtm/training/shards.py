@@ -29,6 +29,7 @@ import math
 import os
 import posixpath
 import tarfile
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -208,10 +209,35 @@ def clip_features(manifest: dict, audio_column: str, label_column: str) -> Featu
     return Features({audio_column: Audio(decode=False), label_column: List(label) if manifest["multi_label"] else label})
 
 
-def stream_shards(files: list[str], manifest: dict, audio_column: str, label_column: str, pass_index: int | None = None):
+def expected_draws(manifest: dict, label) -> float:
+    """How many times balanced sampling draws a clip with `label` (a name or list of names) in one pass, on average.
+
+    PSLA's map-style sampler (`BalancedSampler`) draws `num_clips` clips with replacement, clip i with probability
+    `w_i / sum(w)`, where `w_i` is the sum over its labels of 1 / label count; `sum(w)` is the number of classes
+    that occur. The expectation is `num_clips * w_i / sum(w)`; the label counts come from the manifest.
+    """
+    counts = manifest["label_counts"]
+    names = label if isinstance(label, list) else [label]
+    weight = sum(1.0 / counts[name] for name in names if counts.get(name))
+    present = sum(1 for count in counts.values() if count > 0)
+    return manifest["num_clips"] * weight / present
+
+
+def stream_shards(
+    files: list[str],
+    manifest: dict,
+    audio_column: str,
+    label_column: str,
+    pass_index: int | None = None,
+    balanced_seed: int | None = None,
+):
     """The shards as a streamed data set with `audio_column` (`{"path", "bytes"}`) and a `ClassLabel` `label_column`.
 
     `pass_index` prefixes each clip's path with `pass-N/`, the key that seeds its augmentation.
+    `balanced_seed`: balanced (PSLA) sampling in a stream. Each clip is emitted a Poisson-distributed number of
+    times with mean `expected_draws` (drawn from a generator seeded by `balanced_seed` and the clip's path, so a
+    replayed stream repeats the same draws): the expected draws of every clip, hence the expected label
+    frequencies, are those of the map-style `BalancedSampler`; what differs is documented in docs/scaling.md.
     """
     stream = load_dataset("webdataset", data_files={"train": files}, split="train", streaming=True)
     stream = stream.cast_column(AUDIO_EXTENSION, Audio(decode=False))  # decoded later, at the model's rate
@@ -219,7 +245,19 @@ def stream_shards(files: list[str], manifest: dict, audio_column: str, label_col
 
     def to_clips(batch):
         audio = [{"path": prefix + value["path"], "bytes": value["bytes"]} for value in batch[AUDIO_EXTENSION]]
-        return {audio_column: audio, label_column: [item["label"] for item in batch[LABEL_EXTENSION]]}
+        labels = [item["label"] for item in batch[LABEL_EXTENSION]]
+        if balanced_seed is None:
+            return {audio_column: audio, label_column: labels}
+        repeats = [
+            np.random.default_rng([balanced_seed, zlib.crc32(value["path"].encode())]).poisson(
+                expected_draws(manifest, label)
+            )
+            for value, label in zip(audio, labels)
+        ]
+        return {
+            audio_column: [value for value, count in zip(audio, repeats) for _ in range(count)],
+            label_column: [label for label, count in zip(labels, repeats) for _ in range(count)],
+        }
 
     return stream.map(
         to_clips, batched=True, remove_columns=stream.column_names,
@@ -241,11 +279,17 @@ def training_stream(
     world_size: int,
     seed: int,
     shuffle_buffer_size: int,
+    balanced: bool = False,
 ) -> IterableDataset:
-    """`passes_for(...)` passes over the shards, each shuffled with seed `seed + pass`, concatenated (module doc)."""
-    passes = passes_for(manifest["num_clips"], clips_per_process, world_size)
+    """`passes_for(...)` passes over the shards, each shuffled with seed `seed + pass`, concatenated (module doc).
+
+    `balanced`: PSLA balanced sampling (`stream_shards`), repeats drawn before the shuffle buffer so that it
+    spreads them; a balanced pass has a random length, so each process gets one pass more than it needs.
+    """
+    passes = passes_for(manifest["num_clips"], clips_per_process, world_size) + (world_size if balanced else 0)
     return concatenate_datasets([
-        stream_shards(files, manifest, audio_column, label_column, pass_index=index)
+        stream_shards(files, manifest, audio_column, label_column, pass_index=index,
+                      balanced_seed=seed + index if balanced else None)
         .shuffle(seed=seed + index, buffer_size=shuffle_buffer_size)
         for index in range(passes)
     ])
@@ -258,6 +302,7 @@ def load_shard_splits(
     label_column: str,
     training_args,
     shuffle_buffer_size: int = 1000,
+    balanced: bool = False,
 ) -> tuple[dict, LabelSpace]:
     """The streamed `{"train", "eval"}` splits of `scripts/train.py --train_shards`, and their label space.
 
@@ -279,7 +324,7 @@ def load_shard_splits(
     )
     splits = {"train": training_stream(
         files, manifest, audio_column, label_column, clips_per_process, world_size, training_args.seed,
-        shuffle_buffer_size,
+        shuffle_buffer_size, balanced,
     )}
     if eval_shards:
         eval_files = shard_files(eval_shards)
@@ -297,6 +342,7 @@ def load_shard_splits(
 __all__ = [
     "MANIFEST",
     "encode_clip",
+    "expected_draws",
     "load_shard_splits",
     "passes_for",
     "read_manifest",

@@ -14,7 +14,7 @@ import soundfile
 from datasets import Audio, ClassLabel, Dataset, Features, List, concatenate_datasets
 
 from meamtm.training import shards
-from meamtm.training.data import LabelSpace, label_space_of, synthetic_sounds
+from meamtm.training.data import LabelSpace, balanced_sampling_weights, label_space_of, synthetic_sounds
 
 from ..conftest import REPO
 
@@ -217,14 +217,66 @@ def test_streamed_run_killed_and_resumed_neither_repeats_nor_skips_clips(sound_s
 
 
 @pytest.mark.slow
-def test_training_from_shards_with_evaluation(sound_shards, tmp_path):
+def test_training_from_shards_balanced_with_evaluation(sound_shards, tmp_path):
     folder, _ = sound_shards
     metrics = train_script.main(
         ["--train_shards", str(folder / "*.tar"), "--eval_shards", str(folder / "train-0000[0-1].tar"), *TINY_8K,
          *QUIET, "--max_steps", "3", "--per_device_train_batch_size", "8", "--eval_strategy", "no",
-         "--output_dir", str(tmp_path)]
+         "--balanced_sampling", "true", "--output_dir", str(tmp_path)]
     )
     assert json.loads((tmp_path / "trainer_state.json").read_text())["global_step"] == 3
     assert 0 <= metrics["eval_accuracy"] <= 1
     with pytest.raises(ValueError, match="set --max_steps"):
         train_script.main(["--train_shards", str(folder), *TINY_8K, *QUIET, "--output_dir", str(tmp_path / "x")])
+
+
+@pytest.fixture(scope="module")
+def imbalanced_shards(tmp_path_factory) -> tuple[Path, dict]:
+    """300 short clips, 200 / 80 / 20 of three classes, in shards of 50."""
+    rng = np.random.default_rng(0)
+    labels = ["common"] * 200 + ["middle"] * 80 + ["rare"] * 20
+    order = rng.permutation(300)
+    features = Features(audio=Audio(sampling_rate=8000), label=ClassLabel(names=["common", "middle", "rare"]))
+    dataset = Dataset.from_dict(
+        {"audio": [{"array": rng.uniform(-0.1, 0.1, 80).astype(np.float32), "sampling_rate": 8000} for _ in order],
+         "label": [labels[i] for i in order]},
+        features=features,
+    )
+    folder = tmp_path_factory.mktemp("imbalanced")
+    return folder, shards.write_shards(dataset, str(folder), "audio", "label", label_space_of(dataset, "label"),
+                                       shard_size=50)
+
+
+def test_expected_draws_are_those_of_the_map_style_sampler():
+    manifest = {"num_clips": 4, "label_counts": {"a": 3, "b": 2, "c": 0}}
+    rows = [["a"], ["a", "b"], ["a"], ["b"]]
+    dataset = Dataset.from_dict({"label": rows})
+    weights = balanced_sampling_weights(dataset, "label", LabelSpace(["a", "b", "c"], True))
+    draws = [shards.expected_draws(manifest, row) for row in rows]
+    # BalancedSampler draws len(weights) clips, clip i with probability w_i / sum(w).
+    np.testing.assert_allclose(draws, len(weights) * weights / weights.sum())
+    assert shards.expected_draws(manifest, "c") == 0 and shards.expected_draws(manifest, []) == 0
+
+
+def test_balanced_stream_evens_out_label_frequencies_within_sampling_error(imbalanced_shards):
+    folder, manifest = imbalanced_shards
+    files = shards.shard_files(str(folder))
+    manifest = shards.read_manifest(files)
+    # 1 process needing 20 passes of clips: 20 passes of 300 clips plus one spare pass, each with its own draws.
+    stream = shards.training_stream(files, manifest, "audio", "label", 6000, 1, seed=0, shuffle_buffer_size=100,
+                                    balanced=True)
+    rows = [(row["audio"]["path"], row["label"]) for row in stream.select_columns(["audio", "label"])]
+    names = ["common", "middle", "rare"]
+    by_pass = Counter(pass_of(path) for path, _ in rows)
+    rows = [(path, names[label] if isinstance(label, int) else label) for path, label in rows]
+    counts = Counter(label for path, label in rows if pass_of(path) < 20)
+    # Every class is drawn 100 times a pass on average (Poisson): over 20 passes 2000 +- 45 (1 sigma).
+    for name in names:
+        assert abs(counts[name] - 2000) < 4 * np.sqrt(2000), counts
+    # Unbalanced, the rare class would be 20 x 20 = 400 draws, the common one 4000.
+    assert set(by_pass) == set(range(21))
+    rare_paths = Counter(path.split("/", 1)[1] for path, label in rows if pass_of(path) < 20 and label == "rare")
+    assert len(rare_paths) == 20 and max(rare_paths.values()) > 20  # rare clips are drawn again and again
+    again = shards.training_stream(files, manifest, "audio", "label", 6000, 1, seed=0, shuffle_buffer_size=100,
+                                   balanced=True)
+    assert [row["audio"]["path"] for row in again.select_columns(["audio"]).take(500)] == [p for p, _ in rows[:500]]
