@@ -60,7 +60,7 @@ def test_recipe_sets_the_audioset_choices():
     assert float(overrides["mixup_alpha"]) > 0 and float(overrides["patchout_time"]) > 0
     assert arguments["--balanced_sampling"] == "true" and int(arguments["--average_last_checkpoints"]) > 1
     parsed = train_script.parse_arguments(recipe_flags() + ["--train_shards", "x"])
-    assert parsed[0].balanced_sampling and parsed[1].average_last_checkpoints == 4 and parsed[2].bf16
+    assert parsed[0].balanced_sampling and parsed[1].average_last_checkpoints == 5 and parsed[2].bf16
 
 
 @pytest.mark.slow
