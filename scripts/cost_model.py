@@ -11,7 +11,6 @@ geometry. GPU rows are not measured: they divide the epoch's FLOPs by a GPU's de
 utilisation (`--utilisation`). Every assumption is written into the result files.
 """
 
-import json
 import logging
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -27,6 +26,7 @@ from benchmark import SIZES, BenchmarkArguments, alternate, machine_of, median, 
 from transformers import HfArgumentParser  # noqa: E402
 
 from meamtm import MeamtmConfig  # noqa: E402
+from meamtm.training.results import machine_description, today, write_result_file  # noqa: E402
 
 
 logger = logging.getLogger("cost_model")
@@ -150,8 +150,8 @@ def markdown_of(report: dict) -> str:
     lines = [
         f"# Cost of one AudioSet epoch ({report['clips_per_epoch']:,} clips), `{report['size']}` transformer",
         "",
-        f"Measured on {report['machine']['processor']} ({report['machine']['torch_threads']} threads), batch "
-        f"{report['batch_size']}, size `{report['size']}`; GPU columns are estimates from FLOPs.",
+        f"Measured on {report['machine']}, {report['machine_settings']['torch_threads']} threads, {report['date']}; "
+        f"batch {report['batch_size']}; GPU columns are estimates from FLOPs (`python scripts/cost_model.py`).",
         "",
         "| configuration | patch tokens | TFLOP / clip (train) | CPU s / step | CPU peak MiB | CPU GFLOP/s | "
         + " | ".join(f"{gpu} GPU-h / epoch (est.)" for gpu in gpus) + " |",
@@ -183,12 +183,9 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     report = estimate(measure(args), args)
     report.update(size=args.size, batch_size=args.batch_size, utilisation=args.utilisation,
-                  clips_per_epoch=args.clips_per_epoch,
-                  machine=machine_of(torch.device("cpu")))
-    output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "cost_model.json").write_text(json.dumps(report, indent=1))
-    (output / "cost_model.md").write_text(markdown_of(report))
+                  clips_per_epoch=args.clips_per_epoch, date=today(), machine=machine_description(),
+                  machine_settings=machine_of(torch.device("cpu")))
+    write_result_file(Path(args.output_dir) / "cost_model.json", report, markdown_of(report))
     print(markdown_of(report))
     return report
 
