@@ -3,7 +3,7 @@
 Writing (`write_shards`, used by `scripts/make_shards.py`): every clip of a data set becomes two members of a
 `.tar` file, `KEY.flac` (the audio, encoded; never a spectrogram) and `KEY.json` (`{"label": name}` or
 `{"label": [names]}`), `shard_size` clips per file, and `manifest.json` beside the files records the clip
-count, label counts, total duration and, per shard, the same counts (which `balanced_shard_stream` reads).
+count, label counts (which balanced sampling weighs clips by), total duration and, per shard, the same counts.
 A FLAC source is copied byte for byte; other clips are decoded with `datasets`' decoder (torchcodec), made
 mono and written as 16-bit FLAC with soundfile, resampled first when `sampling_rate` is given.
 
@@ -15,10 +15,10 @@ of `shuffle_buffer_size` clips), so that:
 * the Trainer sees one finite stream, and a resumed run (which replays the seeded stream and skips the
   batches already trained on, the Trainer's own resumption) neither repeats nor skips a clip at any step;
 * with N data-parallel processes there are a multiple of N passes, and accelerate, given
-  `dispatch_batches=False`, gives each process a contiguous block of whole passes through
-  `IterableDataset.shard` (the shard strategy of `datasets.distributed.split_dataset_by_node`): each process
-  reads its own tar files, every pass of a process is a permutation of all clips, and every process has the
-  same number of clips, so no process runs out before another;
+  `dispatch_batches=False`, gives each process a contiguous block of the (pass, tar file) units through
+  `IterableDataset.shard` (the shard strategy of `datasets.distributed.split_dataset_by_node`), which is whole
+  passes: each process reads its own part of the stream and nothing else, every pass of a process is a
+  permutation of all clips, and every process has the same number of clips, so none runs out before another;
 * a clip's path names its pass (`pass-3/KEY.flac`), so waveform augmentation, seeded by the path, differs
   from pass to pass.
 """
@@ -314,11 +314,6 @@ def load_shard_splits(
     files = shard_files(train_shards)
     manifest = read_manifest(files)
     world_size = training_args.world_size
-    if len(files) < world_size:
-        raise ValueError(
-            f"{len(files)} training shards cannot be shared by {world_size} processes: write at least {world_size} "
-            "(a smaller --shard_size)."
-        )
     clips_per_process = (
         training_args.max_steps * training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
     )
