@@ -16,13 +16,15 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser, TrainingArguments
+from datasets import Dataset
+from transformers import HfArgumentParser
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from meamtm.training.data import label_space_of  # noqa: E402
+from meamtm.training.data import label_space_of, take_first  # noqa: E402
 from meamtm.training.shards import write_shards  # noqa: E402
-from train import DataTrainingArguments, load_data, select  # noqa: E402
+from meamtm.training.trainer import MeamtmTrainingArguments  # noqa: E402
+from train import Arguments, DataTrainingArguments, ModelArguments, RecipeArguments, load_data  # noqa: E402
 
 
 logger = logging.getLogger("make_shards")
@@ -55,13 +57,14 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     if data_args.train_shards:
         raise ValueError("--train_shards reads shards; give the data to shard (--train_dir, --train_file, ...).")
-    splits, _ = load_data(data_args, TrainingArguments(output_dir=shard_args.output_dir))
+    training = MeamtmTrainingArguments(output_dir=shard_args.output_dir, report_to="none")
+    splits, _ = load_data(Arguments(data_args, ModelArguments(), RecipeArguments(), training))
     labels = label_space_of(splits["train"], data_args.label_column, data_args.class_names)
     limits = {"train": data_args.max_train_samples, "eval": data_args.max_eval_samples}
     manifests = {}
     for role, dataset in splits.items():
-        dataset = select(dataset, limits[role])
-        if shard_args.shuffle and hasattr(dataset, "flatten_indices"):  # map-style: a seeded permutation
+        dataset = take_first(dataset, limits[role])
+        if shard_args.shuffle and isinstance(dataset, Dataset):  # map-style: a seeded permutation
             dataset = dataset.shuffle(seed=shard_args.seed)
         manifests[role] = write_shards(
             dataset, str(Path(shard_args.output_dir) / role), data_args.audio_column, data_args.label_column, labels,

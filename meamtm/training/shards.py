@@ -4,8 +4,8 @@ Writing (`write_shards`, used by `scripts/make_shards.py`): every clip of a data
 `.tar` file, `KEY.flac` (the audio, encoded; never a spectrogram) and `KEY.json` (`{"label": name}` or
 `{"label": [names]}`), `shard_size` clips per file, and `manifest.json` beside the files records the clip
 count, label counts (which balanced sampling weighs clips by), total duration and, per shard, the same counts.
-A FLAC source is copied byte for byte; other clips are decoded with `datasets`' decoder (torchcodec), made
-mono and written as 16-bit FLAC with soundfile, resampled first when `sampling_rate` is given.
+A FLAC source is copied byte for byte; other clips are decoded by `meamtm.audio_io.load_audio` (mono, resampled
+when `sampling_rate` is given) and written as 16-bit FLAC with soundfile.
 
 Reading (`load_shard_splits`, used by `scripts/train.py --train_shards`): `datasets.load_dataset("webdataset",
 data_files=..., streaming=True)` reads local paths, globs and `hf://` URLs alike. The training stream is
@@ -40,7 +40,8 @@ from datasets.data_files import resolve_pattern
 from datasets.utils.file_utils import xopen
 from transformers.utils import logging
 
-from .data import AudioTransform, LabelSpace, class_names_of
+from ..audio_io import audio_info, load_audio
+from .data import LabelSpace, class_names_of
 
 
 logger = logging.get_logger(__name__)
@@ -57,8 +58,8 @@ LABEL_EXTENSION = "json"
 def encode_clip(value: dict, sampling_rate: int | None = None) -> tuple[bytes, float]:
     """One clip (`{"path", "bytes"}` as `Audio(decode=False)` gives it) -> FLAC bytes and its duration in seconds.
 
-    FLAC bytes are kept as they are unless `sampling_rate` asks for resampling; anything else is decoded
-    (resampled to `sampling_rate` if given), averaged to mono and encoded as 16-bit FLAC.
+    FLAC bytes are kept as they are unless `sampling_rate` asks for resampling; anything else is decoded by
+    `load_audio` (mono, at `sampling_rate` or the clip's own rate) and encoded as 16-bit FLAC.
     """
     data = value.get("bytes")
     if data is None:
@@ -67,17 +68,16 @@ def encode_clip(value: dict, sampling_rate: int | None = None) -> tuple[bytes, f
     if sampling_rate is None and data[:4] == b"fLaC":
         info = soundfile.info(io.BytesIO(data))
         return data, info.frames / info.samplerate
-    decoded = Audio(sampling_rate=sampling_rate).decode_example({"path": value.get("path"), "bytes": data})
-    samples = decoded.get_all_samples()
-    wave = samples.data.mean(dim=0).numpy()
+    rate = sampling_rate or audio_info(data).sampling_rate
+    wave = load_audio({"path": value.get("path"), "bytes": data}, rate)
     buffer = io.BytesIO()
-    soundfile.write(buffer, np.clip(wave, -1.0, 1.0), samples.sample_rate, format="FLAC", subtype="PCM_16")
-    return buffer.getvalue(), len(wave) / samples.sample_rate
+    soundfile.write(buffer, np.clip(wave, -1.0, 1.0), rate, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue(), len(wave) / rate
 
 
-def label_names_of(value, transform: AudioTransform, labels: LabelSpace):
+def label_names_of(value, labels: LabelSpace, column_class_names: list[str] | None):
     """A clip's label(s) as class names: one name, or a list of names for multi-label data."""
-    target = transform.label_of(value, "a clip")
+    target = labels.encode(value, column_class_names)
     if labels.multi_label:
         return [labels.names[index] for index in np.flatnonzero(target)]
     return labels.names[target]
@@ -110,10 +110,7 @@ def write_shards(
     os.makedirs(output_dir, exist_ok=True)
     if dataset.features is not None:
         dataset = dataset.cast_column(audio_column, Audio(decode=False))
-    transform = AudioTransform(
-        audio_column, label_column, labels, 1, 1, train=False,
-        column_class_names=class_names_of(dataset, label_column),
-    )
+    column_class_names = class_names_of(dataset, label_column)
     shards, archive, current = [], None, None
     for index, row in enumerate(dataset):
         if index % shard_size == 0:
@@ -127,7 +124,7 @@ def write_shards(
         if isinstance(value, str):
             value = {"path": value, "bytes": None}
         audio, duration = encode_clip(value, sampling_rate)
-        label = label_names_of(row[label_column], transform, labels)
+        label = label_names_of(row[label_column], labels, column_class_names)
         key = f"{index:09d}"
         _add_member(archive, f"{key}.{AUDIO_EXTENSION}", audio)
         _add_member(archive, f"{key}.{LABEL_EXTENSION}", json.dumps({"label": label}).encode())

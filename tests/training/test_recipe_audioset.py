@@ -10,27 +10,14 @@ from safetensors.torch import load_file
 
 from meamtm.training import shards
 from meamtm.training.data import label_space_of
+from meamtm.training.recipes import available_recipes, load_recipe
 
-from ..conftest import REPO
 from .test_shards import QUIET, train_script
 
 
-RECIPE = REPO / "meamtm" / "training" / "recipes" / "audioset.json"
 SPEAKERS = ["george", "jackson", "lucas", "theo", "yweweler"]
 # The dry run keeps every setting of the recipe but the size: a 2-layer, 32-wide model over 1.28 s, a few steps.
 TINY = "hidden_size=32,num_hidden_layers=2,num_attention_heads=4,intermediate_size=37,max_length=128,time_mask_param=24"
-
-
-def recipe_flags() -> list[str]:
-    """The recipe's arguments as `scripts/train.py` flags (its groups flattened, as `--recipe` reads them)."""
-    recipe = json.loads(RECIPE.read_text())
-    flags = []
-    for group, values in recipe.items():
-        if group == "description":
-            continue
-        for key, value in values.items():
-            flags += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
-    return flags
 
 
 def multi_label_shards(fsdd_dir: Path, folder: Path, split: str, per_digit: int) -> Path:
@@ -53,28 +40,28 @@ def multi_label_shards(fsdd_dir: Path, folder: Path, split: str, per_digit: int)
 
 
 def test_recipe_sets_the_audioset_choices():
-    arguments = dict(zip(recipe_flags()[::2], recipe_flags()[1::2]))
-    overrides = dict(item.split("=") for item in arguments["--config_overrides"].split(","))
-    assert arguments["--config_name"] == "base" and overrides["sampling_rate"] == "16000"
+    assert "audioset" in available_recipes()
+    arguments = load_recipe("audioset").arguments
+    overrides = dict(item.split("=") for item in arguments["config_overrides"].split(","))
+    assert arguments["config_name"] == "base" and overrides["sampling_rate"] == "16000"
     assert overrides["max_length"] == "1024" and overrides["num_mel_bins"] == "128"  # 10.24 s, AST's features
     assert float(overrides["mixup_alpha"]) > 0 and float(overrides["patchout_time"]) > 0
-    assert arguments["--balanced_sampling"] == "true" and int(arguments["--average_last_checkpoints"]) > 1
-    parsed = train_script.parse_arguments(recipe_flags() + ["--train_shards", "x"])
-    assert parsed[0].balanced_sampling and parsed[1].average_last_checkpoints == 5 and parsed[2].bf16
+    args = train_script.parse_arguments(["--recipe", "audioset", "--train_shards", "x", "--learning_rate", "1"])
+    assert args.data.balanced_sampling and args.model.average_last_checkpoints == 5 and args.training.bf16
+    assert args.training.max_steps == arguments["max_steps"] and args.training.learning_rate == 1  # a flag wins
 
 
 @pytest.mark.slow
 def test_recipe_dry_run_on_shards(fsdd_dir, tmp_path):
     train = multi_label_shards(fsdd_dir, tmp_path / "shards", "train", 4)
     evaluation = multi_label_shards(fsdd_dir, tmp_path / "shards", "test", 1)
-    arguments = dict(zip(recipe_flags()[::2], recipe_flags()[1::2]))
+    overrides = load_recipe("audioset").arguments["config_overrides"]
     output = tmp_path / "out"
     metrics = train_script.main(
-        recipe_flags() + ["--train_shards", str(train), "--eval_shards", str(evaluation), *QUIET,
-                          "--config_overrides", f"{arguments['--config_overrides']},{TINY}",
-                          "--max_steps", "4", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "5",
-                          "--eval_steps", "2", "--save_steps", "2", "--warmup_steps", "0", "--learning_rate", "1e-3",
-                          "--bf16", "false", "--shuffle_buffer_size", "16", "--output_dir", str(output)]
+        ["--recipe", "audioset", "--train_shards", str(train), "--eval_shards", str(evaluation), *QUIET,
+         "--config_overrides", f"{overrides},{TINY}", "--max_steps", "4", "--per_device_train_batch_size", "4",
+         "--per_device_eval_batch_size", "5", "--eval_steps", "2", "--save_steps", "2", "--warmup_steps", "0",
+         "--learning_rate", "1e-3", "--bf16", "false", "--shuffle_buffer_size", "16", "--output_dir", str(output)]
     )
     for key in ("eval_mAP", "eval_mAUC", "eval_d_prime"):
         assert key in metrics and metrics[key] == metrics[key]  # evaluated, and not NaN

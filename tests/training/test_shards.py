@@ -14,7 +14,8 @@ import soundfile
 from datasets import Audio, ClassLabel, Dataset, Features, List, concatenate_datasets
 
 from meamtm.training import shards
-from meamtm.training.data import LabelSpace, balanced_sampling_weights, label_space_of, synthetic_sounds
+from meamtm.training.data import LabelSpace, label_space_of, synthetic_sounds
+from meamtm.training.sampling import balanced_sampling_weights
 
 from ..conftest import REPO
 
