@@ -219,7 +219,7 @@ def load_data(args: Arguments) -> tuple[dict, str]:
     if not data.has_source:
         return default_splits(FSDD)
     if data.train_shards:
-        splits, _ = load_shard_splits(
+        splits = load_shard_splits(
             data.train_shards, data.eval_shards, data.audio_column, data.label_column, args.training,
             data.shuffle_buffer_size, balanced=data.balanced_sampling,
         )

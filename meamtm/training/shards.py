@@ -300,8 +300,8 @@ def load_shard_splits(
     training_args,
     shuffle_buffer_size: int = 1000,
     balanced: bool = False,
-) -> tuple[dict, LabelSpace]:
-    """The streamed `{"train", "eval"}` splits of `scripts/train.py --train_shards`, and their label space.
+) -> dict:
+    """The streamed `{"train", "eval"}` splits of `scripts/train.py --train_shards` (class names from the manifest).
 
     Sets `training_args.accelerator_config.dispatch_batches = False`, so that each process reads its own shards
     (accelerate's default for a stream is to read every batch on the first process and send it to the others).
@@ -328,7 +328,7 @@ def load_shard_splits(
             )
         splits["eval"] = stream_shards(eval_files, eval_manifest, audio_column, label_column)
     training_args.accelerator_config.dispatch_batches = False
-    return splits, LabelSpace(list(manifest["class_names"]), manifest["multi_label"])
+    return splits
 
 
 __all__ = [
