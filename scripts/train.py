@@ -6,6 +6,7 @@
     python scripts/train.py --train_dir data/train --eval_dir data/test --output_dir out
     python scripts/train.py --dataset_name ORG/NAME --model_name_or_path PATH --output_dir out
     python scripts/train.py args.json                        # the same arguments as a JSON file
+    python scripts/train.py --train_shards shards/train --eval_shards shards/eval --max_steps N ...  # WebDataset
     accelerate launch --multi_gpu --num_processes 2 scripts/train.py ...   # data-parallel on GPUs
     torchrun --standalone --nproc_per_node 2 scripts/train.py ...          # data-parallel on CPUs (gloo)
 
@@ -47,6 +48,7 @@ from meamtm.training.data_summary import summarise_data  # noqa: E402
 from meamtm.training.recipes import DEFAULT_RECIPE, check_arguments, defaults_from_data, load_recipe  # noqa: E402
 from meamtm.training.report import write_run_report  # noqa: E402
 from meamtm.training.sampling import balanced_sampling_weights  # noqa: E402
+from meamtm.training.shards import load_shard_splits  # noqa: E402
 from meamtm.training.trainer import (  # noqa: E402
     MeamtmTrainer,
     MeamtmTrainingArguments,
@@ -78,6 +80,11 @@ class DataTrainingArguments:
     eval_dir: str | None = field(default=None, metadata={"help": "audiofolder of evaluation clips."})
     train_file: str | None = field(default=None, metadata={"help": "CSV/JSON metadata of training clips (paths)."})
     eval_file: str | None = field(default=None, metadata={"help": "CSV/JSON metadata of evaluation clips."})
+    train_shards: str | None = field(
+        default=None, metadata={"help": "WebDataset shards of scripts/make_shards.py: folder, glob or hf:// URL."}
+    )
+    eval_shards: str | None = field(default=None, metadata={"help": "Evaluation shards (folder, glob or URL)."})
+    shuffle_buffer_size: int = field(default=1000, metadata={"help": "Shards: clips in the shuffle buffer."})
     audio_column: str = field(default="audio", metadata={"help": "Column with the audio (or paths)."})
     label_column: str = field(default="label", metadata={"help": "Column with a label, or a list of labels per clip."})
     class_names: list[str] | None = field(default=None, metadata={"help": "Class names, when the data cannot tell."})
@@ -97,7 +104,7 @@ class DataTrainingArguments:
 
     @property
     def has_source(self) -> bool:
-        return bool(self.dataset_name or self.train_dir or self.train_file)
+        return bool(self.dataset_name or self.train_dir or self.train_file or self.train_shards)
 
     @property
     def augmentation(self) -> WaveformAugmentation:
@@ -185,7 +192,9 @@ def parse_arguments(command: list[str] | dict) -> Arguments:
 
 def uses_data_defaults(args: Arguments) -> bool:
     """A fresh model trained on given data, without a recipe, takes its defaults from the data."""
-    return args.data.has_source and not args.recipe.recipe and not args.model.model_name_or_path
+    # A stream of shards is not read ahead to summarise it.
+    return (args.data.has_source and not args.data.train_shards and not args.recipe.recipe
+            and not args.model.model_name_or_path)
 
 
 def apply_data_defaults(command: list[str] | dict, args: Arguments, train_split, labels) -> Arguments:
@@ -209,6 +218,12 @@ def load_data(args: Arguments) -> tuple[dict, str]:
     data = args.data
     if not data.has_source:
         return default_splits(FSDD)
+    if data.train_shards:
+        splits = load_shard_splits(
+            data.train_shards, data.eval_shards, data.audio_column, data.label_column, args.training,
+            data.shuffle_buffer_size, balanced=data.balanced_sampling,
+        )
+        return splits, data.train_shards
     splits = load_splits(
         dataset_name=data.dataset_name, dataset_config_name=data.dataset_config_name,
         train_split_name=data.train_split_name, eval_split_name=data.eval_split_name, train_dir=data.train_dir,
@@ -317,7 +332,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     datasets, train_transform, fault_log = prepare_data(splits, labels, extractor, args)
     weights = None
-    if args.data.balanced_sampling:
+    if args.data.balanced_sampling and not args.data.train_shards:  # shards draw balanced clips in the stream
         train_split = take_first(splits["train"], args.data.max_train_samples)
         weights = balanced_sampling_weights(train_split, args.data.label_column, labels)
     trainer = MeamtmTrainer(

@@ -454,7 +454,7 @@ def test_each_shipped_recipe_parses_and_trains_a_few_steps(recipe, fsdd_small, t
 
 
 def test_recipe_errors_name_the_recipe(tmp_path):
-    with pytest.raises(ValueError, match=r"--recipe 'nope' is neither a shipped recipe \(\['demo', 'fsdd'\]\)"):
+    with pytest.raises(ValueError, match=r"--recipe 'nope' is neither a shipped recipe \(\['audioset', 'demo', 'fsdd'\]\)"):
         train_script.parse_arguments(["--recipe", "nope"])
     (tmp_path / "bad.json").write_text(json.dumps({"optimiser": {"learning_rat": 1e-3}}))
     with pytest.raises(ValueError, match=r"sets \['learning_rat'\], which are not scripts/train.py arguments"):
