@@ -42,7 +42,7 @@ def summary(durations, rate=16000) -> DataSummary:
 def test_defaults_from_data_size_the_window_and_take_the_recipe_optimiser():
     arguments, overrides, choices = defaults_from_data(summary([0.5] * 19 + [3.0] * 1 + [0.9] * 80), "tiny", None)
     fsdd = load_recipe("fsdd")
-    assert arguments == {**fsdd.groups["optimiser"], **fsdd.groups["augmentation"]}
+    assert arguments == {**fsdd.groups["optimiser"], **fsdd.groups["augmentation"], "num_train_epochs": fsdd.arguments["num_train_epochs"]}
     # 95th percentile 0.9 s at 16 kHz, 10 ms hop: 89 frames, rounded up to 16 + 8 * 10 = 96 on the patch grid
     assert overrides == "sampling_rate=16000,max_length=96"
     assert len(choices) == len(arguments) + 2
