@@ -394,7 +394,8 @@ def build_demo(arguments: DemoArguments, classifier: MeamtmAudioClassificationPi
             gr.Dataframe(value=segment_rows(result.segments) if long else None, visible=long),
         )
 
-    with gr.Blocks(title=f"MEAMTM: {arguments.model}") as demo:
+    # No usage analytics: the page serves a local model and may run where nothing outside can be reached.
+    with gr.Blocks(title=f"MEAMTM: {arguments.model}", analytics_enabled=False) as demo:
         gr.Markdown(
             f"# MEAMTM audio classifier: {arguments.model}\n"
             "The model takes the raw waveform and makes its own log-mel spectrogram; the one shown is taken from "
@@ -405,7 +406,13 @@ def build_demo(arguments: DemoArguments, classifier: MeamtmAudioClassificationPi
                 audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio", elem_id="audio")
                 button = gr.Button("Classify", variant="primary", elem_id="classify")
                 if examples:
-                    gr.Examples(examples=[[path] for path in examples], inputs=audio, label=f"Examples from {folder}")
+                    gr.Examples(
+                        examples=[[path] for path in examples],
+                        inputs=audio,
+                        # Class folder and name: audiofolder clips of different classes often share a name.
+                        example_labels=[str(Path(path).relative_to(folder)) for path in examples],
+                        label=f"Examples from {folder}",
+                    )
                 with gr.Accordion("The checkpoint", open=True):
                     gr.Markdown(describe_checkpoint(arguments.model, model), elem_id="checkpoint")
             with gr.Column(scale=3):
