@@ -429,7 +429,7 @@ def build_demo(arguments: DemoArguments, classifier: MeamtmAudioClassificationPi
                 )
         # The previous result goes first, so that what the page shows always belongs to the audio in the input.
         outputs = [top_labels, summary, spectrogram, timeline, table]
-        button.click(lambda: (None, "Classifying ...", None, None, None), outputs=outputs, queue=False).then(
+        button.click(lambda: (None, "", None, None, None), outputs=outputs, queue=False).then(
             classify, inputs=audio, outputs=outputs
         )
     # One request at a time classifies (the model holds the CPU); the others wait in Gradio's queue.

@@ -136,6 +136,11 @@ def test_padding_patches_are_the_time_columns_past_the_audio():
     figure = plot_spectrogram(np.zeros((config.max_length, config.num_mel_bins)), 28, config)
     (legend,) = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert legend == "5 of 10 columns: padding patches (the model attends to them)"
+    # padding_mode="longest": the frontend returns the patch columns that hold audio only; the rest is skipped.
+    config.padding_mode = "longest"
+    figure = plot_spectrogram(np.zeros((32, config.num_mel_bins)), 28, config)
+    (legend,) = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert legend == "5 of 10 columns: padding patches, skipped by the model"
 
 
 def test_checkpoint_panel_names_labels_rate_window_parameters_and_card_results(tmp_path):
