@@ -185,6 +185,7 @@ def test_arguments_take_the_model_from_the_space_variable(monkeypatch, capsys):
         parse_arguments(["--model", "m", "--chunk_overlap", "1"])
 
 
+@pytest.mark.slow
 def test_importing_meamtm_and_the_demo_module_needs_no_gradio():
     probe = "import sys, meamtm, meamtm.demo, meamtm.inference.demo; print('gradio' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO)

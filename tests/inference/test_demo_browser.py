@@ -300,15 +300,22 @@ def test_screenshot_of_the_page_with_a_result(browser, clips, tmp_path):
         demo.close()
 
 
-def test_the_command_line_serves_the_page(app, browser, tmp_path):
-    """`python -m meamtm.demo --model DIR --port N` in a subprocess: the page comes up and answers."""
+@pytest.mark.parametrize("how", ["module", "space"])
+def test_the_command_line_and_the_space_app_serve_the_page(app, browser, tmp_path, how):
+    """`python -m meamtm.demo --model DIR --port N`, and the file run as a Space runs it: a copy named app.py,
+    the model in MEAMTM_MODEL, the port in GRADIO_SERVER_PORT. The page comes up and classifies."""
     url, classifier = app
     model = classifier.model.name_or_path
     port = free_port()
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "meamtm.demo", "--model", model, "--port", str(port), "--share", "false"]
-    process = subprocess.Popen(command, env=environment, cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if how == "module":
+        command = [sys.executable, "-m", "meamtm.demo", "--model", model, "--port", str(port), "--share", "false"]
+    else:
+        shutil.copy(REPO / "meamtm" / "inference" / "demo.py", tmp_path / "app.py")
+        command = [sys.executable, "app.py"]
+        environment.update(MEAMTM_MODEL=model, GRADIO_SERVER_PORT=str(port))
+    process = subprocess.Popen(command, env=environment, cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and process.poll() is None:
@@ -319,6 +326,8 @@ def test_the_command_line_serves_the_page(app, browser, tmp_path):
         assert process.poll() is None, process.stdout.read()[-3000:]
         page = open_page(browser, f"http://127.0.0.1:{port}/")
         assert model in page.locator("#checkpoint").inner_text()
+        upload(page, FSDD / "test" / "7" / "george_1.wav")
+        assert classify(page) == classifier(str(FSDD / "test" / "7" / "george_1.wav"), top_k=3)[0]["label"]
         page.close()
     finally:
         process.terminate()
