@@ -168,12 +168,12 @@ class DemoClassifier:
             return_segments=True,
         )
         self._lock = threading.Lock()
-        self._first_window = None
+        self._capturing, self._first_window = False, None
         classifier.model.meamtm.frontend.register_forward_hook(self._keep_first_window)
 
     def _keep_first_window(self, module, args, output):
         """Forward hook: `output` `(batch, frames, num_mel_bins)`; `args` `(waveforms, lengths)`."""
-        if self._first_window is not None:
+        if not self._capturing or self._first_window is not None:  # other users of the model, later batches
             return
         waveforms = args[0]
         lengths = args[1] if len(args) > 1 else None
@@ -185,8 +185,11 @@ class DemoClassifier:
         start = time.perf_counter()
         stats = audio_stats(path, self.config.sampling_rate)
         with self._lock:
-            self._first_window = None
-            result = self.classifier(path, **self.options)
+            self._capturing, self._first_window = True, None
+            try:
+                result = self.classifier(path, **self.options)
+            finally:
+                self._capturing = False
             spectrogram, num_frames = self._first_window
         return Classification(
             result["labels"], result["segments"], spectrogram, num_frames, stats, time.perf_counter() - start
