@@ -12,7 +12,7 @@ TORCHCODEC_SPEC ?= torchcodec==0.13.0
 # The demo's browser tests drive the system Chromium with Playwright (Playwright's own browser download needs
 # network access that CI lacks).
 CHROMIUM ?= /usr/bin/chromium
-# `make demo` serves the model that `make run` trains (scripts/train.py's built-in --output_dir).
+# `make demo` serves the model that `make run` trains (output_dir of meamtm/training/recipes/demo.json).
 DEMO_MODEL ?= meamtm-builtin
 FSDD ?= $(or $(MEAMTM_FSDD),../shared/data/fsdd)
 

@@ -30,7 +30,8 @@ import numpy as np
 from transformers import HfArgumentParser
 from transformers.utils import logging
 
-from meamtm.inference.pipeline import AGGREGATIONS, MeamtmAudioClassificationPipeline, stream_audio_file
+from meamtm.audio_io import stream_audio
+from meamtm.inference.pipeline import AGGREGATIONS, MeamtmAudioClassificationPipeline
 from meamtm.inference.predict import load_classifier
 
 
@@ -126,7 +127,7 @@ def audio_stats(path: str, sampling_rate: int) -> AudioStats:
     Raises the decoder's `ValueError` for a file that is not audio or holds no samples.
     """
     num_samples, peak, clipped = 0, 0.0, 0
-    for block in stream_audio_file(path, sampling_rate, block_samples=sampling_rate * 10):
+    for block in stream_audio(path, sampling_rate, block_samples=sampling_rate * 10):
         magnitude = np.abs(block)
         num_samples += len(block)
         peak = max(peak, float(magnitude.max(initial=0.0)))

@@ -24,7 +24,7 @@ from meamtm.inference.demo import (
     plot_spectrogram,
     plot_timeline,
 )
-from meamtm.inference.pipeline import decode_audio
+from meamtm.audio_io import load_audio
 from meamtm.inference.predict import load_classifier
 
 from ..conftest import REPO, TINY, tiny_config
@@ -64,7 +64,7 @@ def test_labels_are_the_pipelines_and_the_log_mel_is_the_frontends_own(demo_clas
     assert len(result.segments) == 1
 
     config = classifier.model.config
-    waveform = decode_audio(path, config.sampling_rate)
+    waveform = load_audio(path, config.sampling_rate)
     inputs = classifier.feature_extractor(waveform, sampling_rate=config.sampling_rate, return_tensors="pt")
     with torch.no_grad():
         expected = classifier.model.meamtm.frontend(inputs["input_values"], inputs["attention_mask"].sum(-1))[0]
