@@ -202,13 +202,10 @@ def padding_skipped(config) -> bool:
     return getattr(config, "padding_mode", "max_length") == "longest"
 
 
-def padding_columns(config, num_frames: int) -> tuple[list[int], list[int]]:
-    """Time columns of the patch grid that hold only padding frames, and those that hold some."""
+def padding_columns(config, num_frames: int) -> list[int]:
+    """Time columns of the patch grid whose frames are all padding: those that start past `num_frames`."""
     _, columns = config.patch_grid
-    starts = [column * config.time_stride for column in range(columns)]
-    only = [c for c, s in enumerate(starts) if s >= num_frames]
-    some = [c for c, s in enumerate(starts) if s < num_frames < s + config.patch_size]
-    return only, some
+    return [column for column in range(columns) if column * config.time_stride >= num_frames]
 
 
 def plot_spectrogram(spectrogram: np.ndarray, num_frames: int, config):
@@ -229,7 +226,7 @@ def plot_spectrogram(spectrogram: np.ndarray, num_frames: int, config):
         axes.axhline(row * config.frequency_stride - 0.5, **grid)
     for column in range(columns):
         axes.axvline(column * config.time_stride - 0.5, **grid)
-    only, _ = padding_columns(config, num_frames)
+    only = padding_columns(config, num_frames)
     skipped = padding_skipped(config)
     style = dict(facecolor="#c6dbef", alpha=0.6, hatch="//" if skipped else None, edgecolor="#2171b5", lw=0)
     if only:

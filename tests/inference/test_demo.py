@@ -130,9 +130,10 @@ def test_the_level_check_streams_long_files(tmp_path):
 
 def test_padding_patches_are_the_time_columns_past_the_audio():
     config = tiny_config()  # 10 columns of 8 frames, stride 6
-    only, some = padding_columns(config, num_frames=28)
-    assert only == [5, 6, 7, 8, 9] and some == [4]  # column 4 covers frames 24-31
-    assert padding_columns(config, config.max_length) == ([], [])
+    assert padding_columns(config, num_frames=28) == [5, 6, 7, 8, 9]  # column 4 (frames 24-31) holds audio
+    assert padding_columns(config, num_frames=30) == [5, 6, 7, 8, 9]
+    assert padding_columns(config, num_frames=31) == [6, 7, 8, 9]  # column 5 starts at frame 30
+    assert padding_columns(config, config.max_length) == []
     figure = plot_spectrogram(np.zeros((config.max_length, config.num_mel_bins)), 28, config)
     (legend,) = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert legend == "5 of 10 columns: padding patches (the model attends to them)"
