@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine (Debian/Ubuntu with Python 3.10+):
 #   make run    set up, then the main job: train a small MEAMTM and classify a held-out clip
 #   make test   set up, then the test suite
+#   make demo   the web demo of the model that `make run` trained (http://127.0.0.1:7860)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,20 +9,29 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 # torchcodec 0.13 is the release whose libraries load with torch 2.13.
 TORCHCODEC_SPEC ?= torchcodec==0.13.0
+# The demo's browser tests drive the system Chromium with Playwright (Playwright's own browser download needs
+# network access that CI lacks).
+CHROMIUM ?= /usr/bin/chromium
+# `make demo` serves the model that `make run` trains (output_dir of meamtm/training/recipes/demo.json).
+DEMO_MODEL ?= meamtm-builtin
+FSDD ?= $(or $(MEAMTM_FSDD),../shared/data/fsdd)
 
-.PHONY: setup run test benchmark clean
+.PHONY: setup run test benchmark demo clean
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml
-	@command -v ffmpeg >/dev/null 2>&1 || { \
-		echo "Installing FFmpeg (torchcodec and the audio pipeline decode with it)"; \
+	@missing=""; \
+	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
+	[ -x "$(CHROMIUM)" ] || missing="$$missing chromium"; \
+	[ -z "$$missing" ] || { \
+		echo "Installing$$missing (FFmpeg decodes audio; Chromium runs the demo's browser tests)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ffmpeg >/dev/null; }
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q "$(TORCHCODEC_SPEC)" -e ".[train,test,onnx]"
+	$(PY) -m pip install -q "$(TORCHCODEC_SPEC)" -e ".[train,test,onnx,demo]" playwright
 	touch $@
 
 run: setup
@@ -29,6 +39,11 @@ run: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
+
+demo: setup
+	@[ "$(DEMO_MODEL)" != meamtm-builtin ] || [ -f meamtm-builtin/config.json ] || { \
+		echo "No model in meamtm-builtin: run 'make run' first, or 'make demo DEMO_MODEL=DIR_OR_HUB_ID'"; exit 1; }
+	$(PY) -m meamtm.demo --model $(DEMO_MODEL) $$( [ -d "$(FSDD)/test" ] && echo --examples $(FSDD)/test )
 
 benchmark: setup
 	HF_HUB_OFFLINE=1 $(PY) scripts/benchmark.py
