@@ -299,3 +299,20 @@ def test_torch_compile_does_not_recompile_per_length():
     # The first length compiles a static graph; the second makes the length dynamic, for every later one that
     # fits the grid. A batch whose frames fill the grid's last column adds one graph (the cap at the grid).
     assert graphs[:5] == [1, 2, 2, 2, 2] and graphs[-1] <= 3
+
+
+def test_the_feature_extractor_pads_a_batch_to_its_longest_clip_and_the_model_pays_only_that():
+    from meamtm import MeamtmFeatureExtractor
+
+    model = classifier(padding_mode="longest")
+    extractor = MeamtmFeatureExtractor.from_model_config(model.config)
+    clips = [torch.randn(length).numpy() * 0.1 for length in (2500, 4800, 300)]
+    batch = extractor(clips, sampling_rate=16000, return_tensors="pt")
+    assert batch["input_values"].shape == (3, 4800)
+    with torch.no_grad():
+        output = model(**batch, output_hidden_states=True)
+        columns = model.config.num_patch_columns_of(model.config.num_frames_of(4800))
+        assert output.hidden_states[0].shape[1] == 2 + model.config.patch_grid[0] * columns
+        for row, clip in enumerate(clips):
+            alone = model(**extractor(clip, sampling_rate=16000, return_tensors="pt")).logits
+            torch.testing.assert_close(output.logits[row : row + 1], alone, atol=2e-5, rtol=1e-5)
