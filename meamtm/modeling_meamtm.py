@@ -65,8 +65,8 @@ class MeamtmEmbeddings(nn.Module):
 
     def __init__(self, config: MeamtmConfig):
         super().__init__()
+        self.config = config
         self.patch_grid = config.patch_grid
-        self.padding_mode = config.padding_mode
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
         self.distillation_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
         self.patch_embeddings = MeamtmPatchEmbeddings(config)
@@ -89,7 +89,7 @@ class MeamtmEmbeddings(nn.Module):
             dim=1,
         )
         position_embeddings = self.position_embeddings
-        if self.padding_mode == "longest":
+        if self.config.padding_mode == "longest":
             position_embeddings = self.first_columns(patches.shape[1] // self.patch_grid[0])
         tokens = tokens + position_embeddings
         if isinstance(self.patchout, MeamtmPatchout):
@@ -590,6 +590,28 @@ def real_patches(config: MeamtmConfig, lengths: torch.Tensor, num_frames: int) -
     return real[:, None, :].expand(-1, frequency, -1).flatten(1)
 
 
+def attention_mask_of(config: MeamtmConfig, hidden_states: torch.Tensor, keep: torch.Tensor):
+    """The key mask `keep` `(batch, tokens)` (True: attend) in the format of `config._attn_implementation`; None
+    when nothing is masked (checked outside torch.compile / export only: it reads the mask).
+
+    eager gets an additive float mask and sdpa a bool one, `(batch, 1, 1, tokens)`: one row per clip that
+    broadcasts over the queries. A square `(batch, 1, tokens, tokens)` mask, even an expanded view, makes SDPA
+    on CPU materialise `batch * tokens**2` values per layer and keep them for backward, more than the padding
+    saves. Other implementations get transformers' `create_bidirectional_mask`.
+    """
+    if not (torch.compiler.is_compiling() or torch.jit.is_tracing()) and bool(keep.all()):
+        return None
+    implementation = config._attn_implementation
+    if implementation not in ("eager", "sdpa"):
+        return create_bidirectional_mask(config, hidden_states, keep)
+    keys = keep[:, None, None, :]
+    if implementation == "eager":
+        keys = torch.zeros(keys.shape, dtype=hidden_states.dtype, device=keys.device).masked_fill(
+            ~keys, torch.finfo(hidden_states.dtype).min
+        )
+    return keys
+
+
 class MeamtmModel(MeamtmPreTrainedModel):
     def __init__(self, config: MeamtmConfig):
         super().__init__(config)
@@ -641,9 +663,7 @@ class MeamtmModel(MeamtmPreTrainedModel):
         attention = None
         if patch_mask is not None:
             special = patch_mask.new_ones(patch_mask.shape[0], NUM_SPECIAL_TOKENS)
-            # The mask in the format of the attention implementation (None where nothing is masked, outside
-            # torch.compile), shaped (batch, 1, tokens, tokens) for eager and sdpa.
-            attention = create_bidirectional_mask(self.config, hidden_states, torch.cat((special, patch_mask), dim=1))
+            attention = attention_mask_of(self.config, hidden_states, torch.cat((special, patch_mask), dim=1))
         for layer in self.layers:
             hidden_states = layer(hidden_states, attention, **kwargs)
         sequence_output = self.layernorm(hidden_states)

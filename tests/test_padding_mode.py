@@ -316,3 +316,15 @@ def test_the_feature_extractor_pads_a_batch_to_its_longest_clip_and_the_model_pa
         for row, clip in enumerate(clips):
             alone = model(**extractor(clip, sampling_rate=16000, return_tensors="pt")).logits
             torch.testing.assert_close(output.logits[row : row + 1], alone, atol=2e-5, rtol=1e-5)
+
+
+def test_the_mode_can_be_switched_on_a_built_model():
+    model = classifier()
+    waveforms, mask = mixed_batch(model.config, [2500, 7000])
+    with torch.no_grad():
+        fixed = model(waveforms, attention_mask=mask).logits
+        model.config.padding_mode = "longest"
+        longest = model(waveforms, attention_mask=mask).logits
+        alone = model(waveforms[:1, :2500]).logits
+    torch.testing.assert_close(longest[:1], alone, atol=2e-5, rtol=1e-5)
+    assert not torch.allclose(longest[:1], fixed[:1], atol=1e-4)  # AST's padding attended; now it does not
