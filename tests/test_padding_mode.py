@@ -328,3 +328,24 @@ def test_the_mode_can_be_switched_on_a_built_model():
         alone = model(waveforms[:1, :2500]).logits
     torch.testing.assert_close(longest[:1], alone, atol=2e-5, rtol=1e-5)
     assert not torch.allclose(longest[:1], fixed[:1], atol=1e-4)  # AST's padding attended; now it does not
+
+
+def test_agreement_script_reports_both_modes_on_real_clips(fsdd_dir, tmp_path):
+    import importlib.util
+
+    from .conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("padding_mode_agreement", REPO / "scripts" / "padding_mode_agreement.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    window = tiny_config().num_samples / 16000
+    report = script.main([
+        "--geometry", "tiny", "--clips_per_group", "3", "--group_seconds", "0", str(window), "--fsdd_dir", str(fsdd_dir),
+        "--output_dir", str(tmp_path),
+    ])
+    groups = report["result"]["groups"]
+    short, full = groups["FSDD recording"], groups[f"{window:g} s"]
+    assert short["share_of_window"] < 1 and short["max_abs_logit_difference"] > 1e-4  # AST attended to padding
+    assert full["max_abs_logit_difference"] < 1e-5 and full["top1_agreement"] == 1.0  # nothing to drop
+    assert json.loads((tmp_path / "padding_mode_agreement.json").read_text())["result"] == report["result"]
+    assert "random" in (tmp_path / "padding_mode_agreement.md").read_text()
