@@ -607,6 +607,9 @@ def varlen_training_step(name: str, settings: dict, device: torch.device) -> tup
         clip_seconds=[round(length / SAMPLING_RATE, 2) for length in lengths.tolist()],
         real_over_padded_audio=float(lengths.sum() / (len(lengths) * config.num_samples)),
         longest_over_window=float(lengths.max() / config.num_samples),
+        # What one batch can save at most: the patch columns of its longest clip over the grid's.
+        longest_columns_over_grid=config.num_patch_columns_of(config.num_frames_of(int(lengths.max())))
+        / config.patch_grid[1],
     )
     return step, description
 
@@ -839,8 +842,9 @@ def markdown_of(report: dict) -> str:
             "mixed-length clips, AdamW",
             "",
             "| clips | window | ms / step max_length | ms / step longest | time ratio | peak MiB max_length | "
-            "peak MiB longest | memory ratio | ideal (real / padded audio) | longest clip / window |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "peak MiB longest | memory ratio | ideal (real / padded audio) | longest clip / window | "
+            "patch columns of the longest clip / grid |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, case in section["cases"].items():
             low, high = min(case["clip_seconds"]), max(case["clip_seconds"])
@@ -848,12 +852,14 @@ def markdown_of(report: dict) -> str:
                 f"| {name}: {low:.2f}-{high:.2f} s | {case['window_seconds']:.2f} s | "
                 f"{case['ms_per_step']['max_length']:.0f} | {case['ms_per_step']['longest']:.0f} | "
                 f"{case['time_ratio']:.2f} | {mb(case['peak_bytes']['max_length'])} | {mb(case['peak_bytes']['longest'])} | "
-                f"{case['memory_ratio']:.2f} | {case['real_over_padded_audio']:.2f} | {case['longest_over_window']:.2f} |"
+                f"{case['memory_ratio']:.2f} | {case['real_over_padded_audio']:.2f} | {case['longest_over_window']:.2f} | "
+                f"{case.get('longest_columns_over_grid', float('nan')):.2f} |"
             )
         lines += [
             "",
-            "A batch in `longest` mode is padded to its longest clip, so `longest clip / window` bounds what one "
-            "random batch can save; grouping clips by length (`group_by_length`) brings it towards the ideal.",
+            "A batch in `longest` mode is padded to its longest clip in whole patch columns, so the last column "
+            "bounds what one random batch can save; grouping clips by length (`group_by_length`) brings it "
+            "towards the ideal.",
         ]
     lines += ["", "## Goals", "", "| goal | target | measured | met |", "|---|---|---:|---|"]
     for goal in report["goals"]:

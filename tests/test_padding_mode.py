@@ -147,7 +147,7 @@ def reference_inputs():
     ],
 )
 def test_max_length_mode_is_bit_for_bit_the_graph_it_was(name, overrides, train):
-    """Outputs stored by tests/data/make_max_length_reference.py from the code before `padding_mode` existed."""
+    """Outputs stored by tests/data/make_max_length_reference.py, run on the code whose AST graph this holds."""
     reference = torch.load(REFERENCE)
     waveforms, mask = reference_inputs()
     model = MeamtmForAudioClassification(tiny_config(num_labels=3, **overrides))

@@ -1,4 +1,10 @@
-"""Outputs of the max_length path before padding_mode existed, for the bitwise test."""
+"""Writes tests/data/max_length_reference.pt: weights and outputs of AST's graph (padding_mode="max_length") on a
+tiny config, for the bit-for-bit test in tests/test_padding_mode.py.
+
+    python tests/data/make_max_length_reference.py REPO_ROOT OUTPUT.pt
+
+Run it on a commit whose max_length graph is the reference; outputs are exact for one torch build and CPU.
+"""
 import sys
 import torch
 sys.path.insert(0, sys.argv[1])
