@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from meamtm import MeamtmFeatureExtractor, MeamtmForAudioClassification  # noqa: E402
 from meamtm.convert.checkpoints import ast_to_meamtm_state_dict, config_from_ast, load_converted_state_dict  # noqa: E402
-from meamtm.inference.pipeline import decode_audio  # noqa: E402
+from meamtm.audio_io import load_audio  # noqa: E402
 
 
 logger = logging.getLogger("padding_mode_agreement")
@@ -88,7 +88,7 @@ def fsdd_groups(args: AgreementArguments, sampling_rate: int) -> dict[str, list[
     if not files:
         raise FileNotFoundError(f"No FSDD test clips under {args.fsdd_dir}: pass --fsdd_dir.")
     order = np.random.default_rng(args.seed).permutation(len(files))
-    recordings = (decode_audio(str(files[index]), sampling_rate) for index in np.resize(order, 10 * len(order)))
+    recordings = (load_audio(str(files[index]), sampling_rate) for index in np.resize(order, 10 * len(order)))
     groups = {}
     for seconds in args.group_seconds:
         clips = []

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from datasets import Audio, IterableDataset
 
+from ..audio_io import audio_info, load_audio
 from .data import LabelSpace, class_names_of
 
 
@@ -59,24 +60,21 @@ class BalancedSampler(torch.utils.data.Sampler):
 
 def add_length_column(dataset, audio_column: str, sampling_rate: int, column: str = "length"):
     """A map-style data set with `column`: each clip's length in samples at `sampling_rate`, read from the file
-    header (torchcodec's metadata) without decoding, so that the Trainer's `group_by_length` sampler
+    header (`meamtm.audio_io.audio_info`) without decoding, so that the Trainer's `group_by_length` sampler
     (`train_sampling_strategy="group_by_length"`, `length_column_name`) can batch clips of similar length.
 
     A clip whose header holds no duration is decoded to count its samples. Call it before `prepare_dataset`.
     """
     if isinstance(dataset, IterableDataset):
         raise ValueError("Grouping by length needs a map-style data set; it cannot stream (drop --streaming).")
-    from torchcodec.decoders import AudioDecoder
 
     def length_of(value) -> int:
         if isinstance(value, dict) and "array" in value:
             return round(len(value["array"]) * sampling_rate / value["sampling_rate"])
         source = value if isinstance(value, str) else (value.get("bytes") or value.get("path"))
-        decoder = AudioDecoder(source)
-        duration = decoder.metadata.duration_seconds_from_header
+        duration = audio_info(source).duration_s
         if duration is None:
-            samples = decoder.get_all_samples()
-            duration = samples.data.shape[-1] / samples.sample_rate
+            return len(load_audio(value, sampling_rate))
         return round(duration * sampling_rate)
 
     undecoded = dataset.cast_column(audio_column, Audio(decode=False)) if dataset.features is not None else dataset
