@@ -34,17 +34,25 @@ class MeamtmPatchout(nn.Module):
     `patchout_frequency`), unstructured patchout then drops single patches (`patchout_unstructured`); every
     example gets its own draw. The cls and distillation tokens are always kept. In evaluation the tokens
     pass unchanged.
+
+    A batch with fewer time columns than the grid (`padding_mode="longest"`) drops the same fractions of the
+    columns it has (`config.patchout_dropped_for`), and the mask of its real patches follows the kept ones.
     """
 
     def __init__(self, config: MeamtmConfig):
         super().__init__()
+        self.config = config
         self.grid = config.patch_grid
         self.dropped = config.patchout_dropped
 
-    def keep_indices(self, batch_size: int, device: torch.device) -> torch.Tensor:
-        """`(batch_size, num_training_patches)` indices of the patches each example keeps, ascending."""
+    def keep_indices(self, batch_size: int, device: torch.device, num_columns: int | None = None) -> torch.Tensor:
+        """`(batch_size, patches kept)` indices of the patches each example keeps, ascending, on a grid of
+        `num_columns` time columns (the full grid's by default: `num_training_patches` kept)."""
         frequency, time = self.grid
         drop_frequency, drop_time, drop_patches = self.dropped
+        if num_columns is not None and num_columns != time:
+            time = num_columns
+            drop_frequency, drop_time, drop_patches = self.config.patchout_dropped_for((frequency, time))
         # Patch p sits at grid row p // time, column p % time (the projection's output, flattened).
         rows = random_subsets(batch_size, frequency, frequency - drop_frequency, device)
         columns = random_subsets(batch_size, time, time - drop_time, device)
@@ -53,12 +61,19 @@ class MeamtmPatchout(nn.Module):
             kept = kept.gather(1, random_subsets(batch_size, kept.shape[1], kept.shape[1] - drop_patches, device))
         return kept
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, patch_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Tokens `(batch, 2 + patches, hidden_size)` and their patches' mask `(batch, patches)` (or None) ->
+        the kept tokens and the kept patches' mask."""
         if not self.training:
-            return tokens
-        kept = self.keep_indices(tokens.shape[0], tokens.device)
+            return tokens, patch_mask
+        num_columns = (tokens.shape[1] - NUM_SPECIAL_TOKENS) // self.grid[0]
+        kept = self.keep_indices(tokens.shape[0], tokens.device, num_columns)
         patches = tokens[:, NUM_SPECIAL_TOKENS:].gather(1, kept[..., None].expand(-1, -1, tokens.shape[-1]))
-        return torch.cat((tokens[:, :NUM_SPECIAL_TOKENS], patches), dim=1)
+        if patch_mask is not None:
+            patch_mask = patch_mask.gather(1, kept)
+        return torch.cat((tokens[:, :NUM_SPECIAL_TOKENS], patches), dim=1), patch_mask
 
 
 def band_masks(batch_size: int, size: int, max_width: int, device: torch.device) -> torch.Tensor:
@@ -123,8 +138,15 @@ class MeamtmMixing:
         return self.mix(waveforms), lengths
 
     def mix_spectrograms(self, spectrogram: torch.Tensor) -> torch.Tensor:
-        """`(batch, max_length, num_mel_bins)`, mixed when mixing at the spectrogram level (PaSST)."""
+        """`(batch, num_frames, num_mel_bins)`, mixed when mixing at the spectrogram level (PaSST)."""
         return self.mix(spectrogram) if self.level == "spectrogram" else spectrogram
+
+    def spectrogram_lengths(self, lengths: torch.Tensor | None) -> torch.Tensor | None:
+        """`(batch,)` lengths that cover both mixed clips when mixing at the spectrogram level (a mixed
+        spectrogram holds audio as far as the longer of its two clips); unchanged otherwise."""
+        if self.level != "spectrogram" or lengths is None:
+            return lengths
+        return torch.maximum(lengths, lengths[self.partners])
 
 
 class MeamtmMixup:

@@ -1,5 +1,6 @@
 """MEAMTM configuration: an Audio Spectrogram Transformer whose log-mel frontend lives inside the model."""
 
+import torch
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
@@ -42,6 +43,13 @@ class MeamtmConfig(PreTrainedConfig):
         num_mel_bins (`int`, defaults to 128): mel bands, the spectrogram's frequency size.
         max_length (`int`, defaults to 1024): frames the spectrogram is padded or cut to.
         patch_size (`int`, defaults to 16), frequency_stride (`int`, defaults to 10), time_stride (`int`, defaults to 10).
+        padding_mode (`str`, defaults to `"max_length"`): `"max_length"` is AST's graph: every spectrogram is padded
+            to `max_length` frames and every patch attends to every other, padding included. `"longest"` cuts the
+            batch's spectrogram to its longest clip, rounded up to whole patch columns (`num_patch_columns_of`),
+            takes the first time columns of the positional embeddings, and keeps the patches of shorter clips
+            that lie wholly past their audio out of attention and out of mean pooling: a clip costs its own
+            length. A converted AST checkpoint learned with padding, so its logits change on clips shorter than
+            the window (docs/variable-length.md).
 
     Transformer (AST / ViT):
         hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, hidden_act, qkv_bias,
@@ -75,8 +83,8 @@ class MeamtmConfig(PreTrainedConfig):
         mixup_level (`str`, defaults to `"spectrogram"`): mix the normalised log-mels (PaSST) or the waveforms
             before the frontend (`"waveform"`, AST).
 
-    Derived values (`num_samples`, `num_frames_of`, `patch_grid`, `patchout_dropped`, `num_training_patches`)
-    are properties or methods, never stored.
+    Derived values (`num_samples`, `num_frames_of`, `patch_grid`, `num_patch_columns_of`, `num_frames_of_columns`,
+    `patchout_dropped`, `patchout_dropped_for`, `num_training_patches`) are properties or methods, never stored.
     """
 
     model_type = "meamtm"
@@ -107,6 +115,7 @@ class MeamtmConfig(PreTrainedConfig):
     patch_size: int = 16
     frequency_stride: int = 10
     time_stride: int = 10
+    padding_mode: str = "max_length"
 
     # Transformer
     hidden_size: int = 768
@@ -165,6 +174,26 @@ class MeamtmConfig(PreTrainedConfig):
         time = (self.max_length - self.patch_size) // self.time_stride + 1
         return frequency, time
 
+    def num_patch_columns_of(self, num_frames: int) -> int:
+        """Patch-grid time columns that hold `num_frames` frames: at least one, at most the grid's.
+
+        Column `j` covers frames `[j * time_stride, j * time_stride + patch_size)`; the columns returned are the
+        ones whose first frame is a real frame (column 0 always counts). `num_frames` may be a `torch.SymInt`.
+        """
+        columns = (torch.sym_max(num_frames, 1) - 1) // self.time_stride + 1
+        return torch.sym_min(columns, self.patch_grid[1])
+
+    @property
+    def longest_num_samples(self) -> int:
+        """Widest batch a compiled or exported `padding_mode="longest"` model reads: the samples whose frames each
+        start within the grid's columns, `(time_stride * time - 1) * hop_length + win_length` (161840 at the
+        defaults, 10.115 s; eager mode reads up to `num_samples`)."""
+        return (self.time_stride * self.patch_grid[1] - 1) * self.hop_length + self.win_length
+
+    def num_frames_of_columns(self, num_columns: int) -> int:
+        """Frames a spectrogram of `num_columns` patch columns spans: `patch_size + (num_columns - 1) * time_stride`."""
+        return self.patch_size + (num_columns - 1) * self.time_stride
+
     @property
     def num_patches(self) -> int:
         frequency, time = self.patch_grid
@@ -175,6 +204,13 @@ class MeamtmConfig(PreTrainedConfig):
         """(frequency rows, time columns, single patches) that patchout drops from each training example."""
         frequency, time = self.patch_grid
         rows, columns = round(self.patchout_frequency * frequency), round(self.patchout_time * time)
+        return rows, columns, round(self.patchout_unstructured * (frequency - rows) * (time - columns))
+
+    def patchout_dropped_for(self, grid: tuple[int, int]) -> tuple[int, int, int]:
+        """`patchout_dropped` on the `(frequency, time)` grid a batch has (`padding_mode="longest"` cuts time
+        columns); at least one column is kept, however few there are."""
+        frequency, time = grid
+        rows, columns = round(self.patchout_frequency * frequency), min(round(self.patchout_time * time), time - 1)
         return rows, columns, round(self.patchout_unstructured * (frequency - rows) * (time - columns))
 
     @property
@@ -269,6 +305,11 @@ class MeamtmConfig(PreTrainedConfig):
     def _check_pooling(self):
         if self.pooling not in ("cls", "mean"):
             raise ValueError(f"pooling={self.pooling!r} is not one of 'cls' (AST's) or 'mean' (of the patch tokens).")
+        if self.padding_mode not in ("max_length", "longest"):
+            raise ValueError(
+                f"padding_mode={self.padding_mode!r} is not one of 'max_length' (AST's: every clip padded to "
+                "max_length frames) or 'longest' (the batch's longest clip, padded patches masked)."
+            )
 
     def _check_augmentation(self):
         for name in ("patchout_time", "patchout_frequency", "patchout_unstructured"):

@@ -67,11 +67,16 @@ def power_of(squares: torch.Tensor) -> torch.Tensor:
 
 
 class MeamtmFrontend(nn.Module):
-    """Waveforms `(batch, num_samples)` -> normalised log-mel `(batch, max_length, num_mel_bins)`.
+    """Waveforms `(batch, num_samples)` -> normalised log-mel `(batch, num_frames, num_mel_bins)`.
 
     `lengths` `(batch,)` gives each clip's true number of samples in a zero-padded batch: frames that reach
     past it become padding frames, exactly as `ASTFeatureExtractor` pads a short clip, so a clip gives the
     same features alone or in a batch.
+
+    `num_frames` is `max_length` with `config.padding_mode="max_length"` (AST). With `"longest"` it is the
+    frames of the whole patch columns that hold the batch's longest clip (`output_frames`), the longest clip
+    being the widest of `lengths` (the batch's width under torch.compile / export, where reading `lengths`
+    would fix or break the graph).
 
     Precision does not follow the model: the STFT runs in `config.stft_precision`, the mel and log in
     float32, whatever autocast or `model.half()` / `.to(torch.bfloat16)` say (see `_apply`).
@@ -173,19 +178,42 @@ class MeamtmFrontend(nn.Module):
         frozen = not self.config.trainable_stft and not (waveforms.requires_grad and torch.is_grad_enabled())
         return "fft" if frozen and waveforms.device.type == "cpu" else "conv"
 
+    def longest_frames(self, num_samples: int) -> tuple[int, int]:
+        """`padding_mode="longest"`: (frames of audio, frames of output) of a batch `num_samples` samples wide.
+
+        The output holds the whole patch columns of the audio frames (`config.num_patch_columns_of`). While
+        exporting, the batch is at most `config.longest_num_samples` wide (the model cuts it there) and the same
+        values are written without min / max, so that torch.export can bound them from the input's range
+        instead of guarding on them.
+        """
+        config = self.config
+        if torch.compiler.is_exporting() or torch.jit.is_tracing():
+            frames = (num_samples - config.win_length) // config.hop_length + 1
+            return frames, frames + (config.patch_size - 1 - (frames - 1) % config.time_stride)
+        output_frames = config.num_frames_of_columns(config.num_patch_columns_of(config.num_frames_of(num_samples)))
+        return min(config.num_frames_of(num_samples), output_frames), output_frames
+
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """`(batch, num_samples)` float waveforms, `(batch,)` lengths -> float32 `(batch, max_length, num_mel_bins)`."""
+        """`(batch, num_samples)` float waveforms, `(batch,)` lengths -> float32 `(batch, num_frames, num_mel_bins)`."""
         config = self.config
         batch_size = waveforms.shape[0]
+        num_frames = min(config.num_frames_of(waveforms.shape[-1]), config.max_length)
+        output_frames = config.max_length
+        if config.padding_mode == "longest":
+            if torch.compiler.is_exporting() or torch.jit.is_tracing():
+                waveforms = waveforms[:, : config.longest_num_samples]
+            elif lengths is not None and not torch.compiler.is_compiling():
+                # A batch padded past its longest clip (to the model's window, say) costs its longest clip only.
+                waveforms = waveforms[:, : int(lengths.max())]
+            num_frames, output_frames = self.longest_frames(waveforms.shape[-1])
         # AST pads missing frames with zeros, then normalises.
         padding_value = self._normalize(0.0)
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
-            # Stored mel-major, (batch, num_mel_bins, max_length), and returned as its transpose: the patch
+            # Stored mel-major, (batch, num_mel_bins, num_frames), and returned as its transpose: the patch
             # embedding reads it as a (frequency, time) image, and the sparse mel product writes it that way.
             output = waveforms.new_full(
-                (batch_size, config.num_mel_bins, config.max_length), padding_value, dtype=torch.float32
+                (batch_size, config.num_mel_bins, output_frames), padding_value, dtype=torch.float32
             ).transpose(1, 2)
-            num_frames = min(config.num_frames_of(waveforms.shape[-1]), config.max_length)
             if num_frames > 0:
                 # Samples past the last frame that fits in `max_length` never reach the output.
                 waveforms = waveforms[:, : (num_frames - 1) * config.hop_length + config.win_length]
@@ -207,7 +235,7 @@ class MeamtmFrontend(nn.Module):
                             output[clips, frames] = self._log_mel_sparse(squares, sparse_filters)
             if lengths is not None:
                 frames_per_clip = torch.div(lengths - config.win_length, config.hop_length, rounding_mode="floor") + 1
-                is_padding = torch.arange(config.max_length, device=output.device)[None, :] >= frames_per_clip[:, None]
+                is_padding = torch.arange(output_frames, device=output.device)[None, :] >= frames_per_clip[:, None]
                 output.masked_fill_(is_padding[..., None], padding_value)  # in place: keeps the mel-major layout
         return output
 

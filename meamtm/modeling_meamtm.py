@@ -17,6 +17,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.conversion_mapping import register_checkpoint_conversion_mapping
 from transformers.core_model_loading import ConversionOps, WeightConverter
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -33,7 +34,8 @@ logger = logging.get_logger(__name__)
 
 
 class MeamtmPatchEmbeddings(nn.Module):
-    """Log-mel `(batch, max_length, num_mel_bins)` -> patch tokens `(batch, num_patches, hidden_size)`.
+    """Log-mel `(batch, num_frames, num_mel_bins)` -> patch tokens `(batch, frequency * time, hidden_size)`
+    on the `(frequency, time)` patch grid of `num_frames` (`num_patches` tokens at `max_length` frames).
 
     Patches overlap when the strides are below `patch_size` (AST: 16x16 patches, stride 10).
     """
@@ -56,11 +58,15 @@ class MeamtmPatchEmbeddings(nn.Module):
 class MeamtmEmbeddings(nn.Module):
     """Patch tokens with the cls and distillation tokens in front, plus learned positional embeddings.
 
-    In training, patchout (when configured) then drops patch tokens; it is `nn.Identity` otherwise.
+    A spectrogram with fewer patch columns than the grid (`padding_mode="longest"`) takes the positional
+    embeddings of the grid's first time columns, AST's cut when fine-tuning at a shorter length. In training,
+    patchout (when configured) then drops patch tokens; it is `nn.Identity` otherwise.
     """
 
     def __init__(self, config: MeamtmConfig):
         super().__init__()
+        self.config = config
+        self.patch_grid = config.patch_grid
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
         self.distillation_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
         self.patch_embeddings = MeamtmPatchEmbeddings(config)
@@ -68,16 +74,39 @@ class MeamtmEmbeddings(nn.Module):
         self.patchout = MeamtmPatchout(config) if config.uses_patchout else nn.Identity()
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
-        """`(batch, max_length, num_mel_bins)` -> `(batch, num_patches + 2, hidden_size)`
-        (`num_training_patches + 2` tokens in training with patchout)."""
+    def forward(
+        self, spectrogram: torch.Tensor, patch_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`(batch, num_frames, num_mel_bins)` and the patches' mask `(batch, patches)` (True: real; None: all
+        real) -> tokens `(batch, 2 + patches', hidden_size)` and the mask of their patches `(batch, patches')`.
+
+        `patches` is `num_patches` at `max_length` frames; in training, patchout leaves `patches'` of them.
+        """
         patches = self.patch_embeddings(spectrogram)
         batch_size = patches.shape[0]
         tokens = torch.cat(
             (self.cls_token.expand(batch_size, -1, -1), self.distillation_token.expand(batch_size, -1, -1), patches),
             dim=1,
         )
-        return self.dropout(self.patchout(tokens + self.position_embeddings))
+        position_embeddings = self.position_embeddings
+        if self.config.padding_mode == "longest":
+            position_embeddings = self.first_columns(patches.shape[1] // self.patch_grid[0])
+        tokens = tokens + position_embeddings
+        if isinstance(self.patchout, MeamtmPatchout):
+            tokens, patch_mask = self.patchout(tokens, patch_mask)
+        return self.dropout(tokens), patch_mask
+
+    def first_columns(self, num_columns: int) -> torch.Tensor:
+        """Positional embeddings `(1, 2 + frequency * num_columns, hidden_size)` of the grid's first time columns."""
+        frequency, time = self.patch_grid
+        device = self.position_embeddings.device
+        # Patch p of the grid sits at row p // time, column p % time. Indices rather than a slice of the
+        # (frequency, time) view: flattening that slice copies or not depending on num_columns == time, a branch
+        # that torch.export would fix in the graph.
+        rows = torch.arange(frequency, device=device)[:, None] * time
+        patches = (rows + torch.arange(num_columns, device=device)[None, :]).flatten() + NUM_SPECIAL_TOKENS
+        special = torch.arange(NUM_SPECIAL_TOKENS, device=device)
+        return self.position_embeddings.index_select(1, torch.cat((special, patches)))
 
 
 def eager_attention_forward(
@@ -372,6 +401,8 @@ class MeamtmPreTrainedModel(PreTrainedModel):
 
     def __init__(self, config: MeamtmConfig, *inputs, **kwargs):
         super().__init__(config, *inputs, **kwargs)
+        # `from_pretrained(path, field=value)` sets overrides on the config after its own checks ran: check again.
+        config._check_consistency()
         # The log-mel runs in float32 in any case (see `MeamtmFrontend._apply`); a trainable frontend also keeps
         # its parameters float32 when a checkpoint is loaded in half precision. A frozen frontend holds no
         # parameters, and naming it would make transformers report a module that holds nothing.
@@ -542,6 +573,45 @@ def _check_waveforms(
     return attention_mask.to(torch.long).sum(-1)
 
 
+def real_patches(config: MeamtmConfig, lengths: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Which patches of a `padding_mode="longest"` batch hold audio: `(batch,)` lengths in samples and the
+    spectrogram's `num_frames` -> `(batch, frequency * time)` bool, True for a real patch.
+
+    A clip of `n` samples has `num_frames_of(n)` real frames; patch column `j` (frames `[j * time_stride,
+    j * time_stride + patch_size)`) is padding when its first frame lies past them, i.e. when its frames are all
+    padding frames. Column 0 is always real, so a clip shorter than one analysis window keeps one column of
+    patches (of AST's padding value), as it has alone.
+    """
+    frequency, _ = config.patch_grid
+    num_columns = (num_frames - config.patch_size) // config.time_stride + 1
+    frames = (torch.div(lengths - config.win_length, config.hop_length, rounding_mode="floor") + 1).clamp_min(1)
+    columns = torch.div(frames - 1, config.time_stride, rounding_mode="floor") + 1
+    real = torch.arange(num_columns, device=lengths.device)[None, :] < columns[:, None]  # (batch, time)
+    return real[:, None, :].expand(-1, frequency, -1).flatten(1)
+
+
+def attention_mask_of(config: MeamtmConfig, hidden_states: torch.Tensor, keep: torch.Tensor):
+    """The key mask `keep` `(batch, tokens)` (True: attend) in the format of `config._attn_implementation`; None
+    when nothing is masked (checked outside torch.compile / export only: it reads the mask).
+
+    eager gets an additive float mask and sdpa a bool one, `(batch, 1, 1, tokens)`: one row per clip that
+    broadcasts over the queries. A square `(batch, 1, tokens, tokens)` mask, even an expanded view, makes SDPA
+    on CPU materialise `batch * tokens**2` values per layer and keep them for backward, more than the padding
+    saves. Other implementations get transformers' `create_bidirectional_mask`.
+    """
+    if not (torch.compiler.is_compiling() or torch.jit.is_tracing()) and bool(keep.all()):
+        return None
+    implementation = config._attn_implementation
+    if implementation not in ("eager", "sdpa"):
+        return create_bidirectional_mask(config, hidden_states, keep)
+    keys = keep[:, None, None, :]
+    if implementation == "eager":
+        keys = torch.zeros(keys.shape, dtype=hidden_states.dtype, device=keys.device).masked_fill(
+            ~keys, torch.finfo(hidden_states.dtype).min
+        )
+    return keys
+
+
 class MeamtmModel(MeamtmPreTrainedModel):
     def __init__(self, config: MeamtmConfig):
         super().__init__(config)
@@ -572,7 +642,9 @@ class MeamtmModel(MeamtmPreTrainedModel):
             Mono waveforms at `config.sampling_rate`, floats in [-1, 1], zero-padded on the right.
         attention_mask (`torch.Tensor` of shape `(batch_size, num_samples)`, *optional*):
             1 for real samples, 0 for padding (as `MeamtmFeatureExtractor` returns it). Frames that reach into
-            the padding become AST's padding frames, so a clip gives the same output alone or in a batch.
+            the padding become AST's padding frames, so a clip gives the same output alone or in a batch. With
+            `config.padding_mode="longest"` it also masks the patches that lie wholly past each clip's audio out
+            of attention and mean pooling (`real_patches`).
         mixing (`MeamtmMixing`, *optional*): a mixup draw to apply, at the waveform or spectrogram level;
             `MeamtmForAudioClassification` passes it in training (mixup needs the labels).
         """
@@ -582,15 +654,26 @@ class MeamtmModel(MeamtmPreTrainedModel):
         spectrogram = self.spec_augment(self.frontend(input_values, lengths))
         if mixing is not None:
             spectrogram = mixing.mix_spectrograms(spectrogram)
+            lengths = mixing.spectrogram_lengths(lengths)
+        patch_mask = None
+        if self.config.padding_mode == "longest" and lengths is not None:
+            patch_mask = real_patches(self.config, lengths, spectrogram.shape[1])
         dtype = self.embeddings.patch_embeddings.projection.weight.dtype
-        hidden_states = self.embeddings(spectrogram.to(dtype))
+        hidden_states, patch_mask = self.embeddings(spectrogram.to(dtype), patch_mask)
+        attention = None
+        if patch_mask is not None:
+            special = patch_mask.new_ones(patch_mask.shape[0], NUM_SPECIAL_TOKENS)
+            attention = attention_mask_of(self.config, hidden_states, torch.cat((special, patch_mask), dim=1))
         for layer in self.layers:
-            hidden_states = layer(hidden_states, None, **kwargs)
+            hidden_states = layer(hidden_states, attention, **kwargs)
         sequence_output = self.layernorm(hidden_states)
-        if self.config.pooling == "mean":
+        if self.config.pooling == "cls":
+            pooled_output = (sequence_output[:, 0] + sequence_output[:, 1]) / 2
+        elif patch_mask is None:
             pooled_output = sequence_output[:, NUM_SPECIAL_TOKENS:].mean(dim=1)
         else:
-            pooled_output = (sequence_output[:, 0] + sequence_output[:, 1]) / 2
+            weights = patch_mask.to(sequence_output.dtype)[..., None]
+            pooled_output = (sequence_output[:, NUM_SPECIAL_TOKENS:] * weights).sum(1) / weights.sum(1)
         return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=pooled_output)
 
 

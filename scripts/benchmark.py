@@ -3,12 +3,15 @@
     python scripts/benchmark.py                                   # CPU, small transformer, AST's 10 s geometry
     python scripts/benchmark.py --device cuda --size base --dtype bfloat16   # the real AST-base on a GPU
     python scripts/benchmark.py --quick                           # tiny sizes: checks the script (CI)
+    python scripts/benchmark.py --size base --sections varlen_inference varlen_training   # padding_mode="longest"
 
-Four sections, each timing the two contenders alternately after a warm-up and reporting medians:
+Four default sections, each timing the two contenders alternately after a warm-up and reporting medians:
 frontend throughput (10 s clips, batch 32), training step (time; peak memory measured in a separate
 process per configuration), storage of a training-ready FSDD, and `pipeline("audio-classification")`
-inference on the same (converted) weights. Writes `benchmark.json` and `benchmark.md` to `--output_dir`
-and prints the Markdown. Goals are checked and reported as met or not; nothing is tuned to meet them.
+inference on the same (converted) weights; two more when named in `--sections`: `varlen_inference` (the
+pipeline on short clips, MEAMTM `padding_mode="longest"` against AST) and `varlen_training` (a step on
+mixed-length batches, "longest" against "max_length"). Writes `benchmark.json` and `benchmark.md` to
+`--output_dir` (results/) and prints the Markdown. Goals are checked and reported as met or not; nothing is tuned to meet them.
 """
 
 import os
@@ -72,7 +75,12 @@ SIZES = {
 NUM_LABELS = 10
 SAMPLING_RATE = 16000
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-SECTIONS = ("frontend", "training", "storage", "inference")
+SECTIONS = ("frontend", "training", "storage", "inference", "varlen_inference", "varlen_training")
+# The variable-length sections (padding_mode="longest") run when named in --sections.
+DEFAULT_SECTIONS = ("frontend", "training", "storage", "inference")
+# Mixed-length training batches: clip durations (seconds) drawn uniformly in a range, in a model whose window is
+# the range's top (FSDD-like keywords in a 1 s model; AudioSet-like clips in AST's 10 s model).
+VARLEN_TRAINING_CASES = {"short": (0.3, 1.0, 100), "long": (1.0, 10.0, 1024)}  # (min s, max s, max_length)
 TRAINING_RUNS = ("meamtm", "meamtm_patchout", "ast")
 DEFAULT_FSDD = os.environ.get("MEAMTM_FSDD", str(Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"))
 
@@ -104,8 +112,18 @@ class BenchmarkArguments:
     fsdd_dir: str = field(default=DEFAULT_FSDD, metadata={"help": "Free Spoken Digit Dataset (audiofolder layout)."})
     storage_split: str = "test"
     storage_clips: int | None = field(default=None, metadata={"help": "Use only this many clips of the split."})
-    sections: list[str] = field(default_factory=lambda: list(SECTIONS))
-    output_dir: str = "benchmark_results"
+    sections: list[str] = field(
+        default_factory=lambda: list(DEFAULT_SECTIONS),
+        metadata={"help": f"Sections to measure: {', '.join(SECTIONS)} (the last two only when named)."},
+    )
+    varlen_clip_seconds: list[float] = field(
+        default_factory=lambda: [1.0, 5.0],
+        metadata={"help": "varlen_inference: clip durations, each a batch of --inference_batch_size clips."},
+    )
+    varlen_training_size: str = field(
+        default="small", metadata={"help": "varlen_training: transformer size (the window is set per case)."}
+    )
+    output_dir: str = field(default="results", metadata={"help": "Where benchmark.json and benchmark.md go."})
 
     def __post_init__(self):
         if self.quick:
@@ -113,6 +131,7 @@ class BenchmarkArguments:
             self.frontend_batch_size, self.train_batch_size = 8, 4
             self.inference_batch_size, self.inference_clips = 4, 8
             self.storage_clips = self.storage_clips or 16
+            self.varlen_training_size = "tiny"
         for name, value, allowed in (
             ("size", self.size, SIZES), ("dtype", self.dtype, DTYPES), ("device", self.device, ("cpu", "cuda")),
         ):
@@ -317,8 +336,8 @@ def fix_mmap_threshold() -> bool:
         return False
 
 
-def peak_memory_of(name: str, settings: dict) -> dict:
-    """Runs in a fresh process: peak memory of two training steps of one configuration.
+def peak_memory_of(name: str, settings: dict, make_step: Callable = training_step) -> dict:
+    """Runs in a fresh process: peak memory of two training steps of one configuration (`make_step(name, ...)`).
 
     On CPU: the peak RSS above the RSS after imports, with malloc's mmap threshold fixed (unless
     `--fixed_mmap_threshold false`). Importing torch and transformers has a transient peak larger than a
@@ -334,7 +353,7 @@ def peak_memory_of(name: str, settings: dict) -> dict:
             measure += ", default allocator settings"
         Path("/proc/self/clear_refs").write_text("5")
         baseline, _ = resident_memory()
-    step, _ = training_step(name, settings, device)
+    step, _ = make_step(name, settings, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     step()
@@ -490,6 +509,141 @@ def measure_inference(args: BenchmarkArguments, device: torch.device) -> dict:
     )
 
 
+# --------------------------------------------------------------------------------- variable-length input
+
+
+def varlen_pipelines(args: BenchmarkArguments, device: torch.device) -> dict:
+    """`pipeline("audio-classification")` of AST and of the MEAMTM converted from it with `padding_mode="longest"`."""
+    (model, extractor), (ast, ast_extractor) = converted_pair(args)
+    model.config.padding_mode = "longest"
+    return {
+        name: pipeline(
+            "audio-classification", model=net.to(args.autocast_dtype), feature_extractor=fe, device=device,
+            batch_size=args.inference_batch_size,
+        )
+        for name, net, fe in (("meamtm_longest", model, extractor), ("ast", ast, ast_extractor))
+    }
+
+
+def varlen_inference_peak_memory(name: str, seconds: float, settings: dict) -> dict:
+    """Runs in a fresh process: peak memory of one pipeline call on a batch of `seconds`-long clips (see
+    `peak_memory_of` for the measure)."""
+    args = BenchmarkArguments(**settings)
+    device = torch.device(args.device)
+    fixed = device.type == "cpu" and args.fixed_mmap_threshold and fix_mmap_threshold()
+    classifier = varlen_pipelines(args, device)[name]
+    clips = list(synthetic_clips(args.inference_batch_size, round(seconds * SAMPLING_RATE), seed=2))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        classifier(clips, top_k=1)
+        return dict(peak_bytes=torch.cuda.max_memory_allocated(device), measure="torch.cuda.max_memory_allocated")
+    Path("/proc/self/clear_refs").write_text("5")
+    baseline, _ = resident_memory()
+    classifier(clips, top_k=1)
+    _, peak = resident_memory()
+    measure = "peak RSS above the RSS before the call (models loaded)"
+    return dict(peak_bytes=peak - baseline, measure=measure + (", mmap threshold fixed" if fixed else ""))
+
+
+def measure_varlen_inference(args: BenchmarkArguments, device: torch.device) -> dict:
+    """Pipeline throughput and peak memory on short clips: MEAMTM `padding_mode="longest"` vs AST (which pads
+    every clip to its window), same converted weights, one batch of `inference_batch_size` clips per length."""
+    pipelines = varlen_pipelines(args, device)
+    cases = {}
+    for seconds in args.varlen_clip_seconds:
+        clips = list(synthetic_clips(args.inference_batch_size, round(seconds * SAMPLING_RATE), seed=2))
+        labels = {}
+
+        def classify(name, clips=clips, labels=labels):
+            labels[name] = [result[0]["label"] for result in pipelines[name](clips, top_k=1)]
+
+        timed = alternate({name: (lambda name=name: classify(name)) for name in pipelines}, device, args.warmup, args.repeats)
+        rows = {}
+        for name, values in timed.items():
+            with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+                memory = pool.submit(varlen_inference_peak_memory, name, seconds, asdict(args)).result()
+            rows[name] = dict(
+                clips_per_second=len(clips) / median(values), seconds_per_batch_rounds=[round(v, 2) for v in values],
+                **memory,
+            )
+        for row in rows.values():
+            row["speedup_vs_ast"] = row["clips_per_second"] / rows["ast"]["clips_per_second"]
+            row["memory_vs_ast"] = row["peak_bytes"] / rows["ast"]["peak_bytes"]
+        agreement = float(np.mean([a == b for a, b in zip(labels["meamtm_longest"], labels["ast"])]))
+        cases[f"{seconds:g}s"] = dict(clip_seconds=seconds, same_top1_as_ast=agreement, runs=rows)
+    return dict(batch_size=args.inference_batch_size, cases=cases)
+
+
+def varlen_training_step(name: str, settings: dict, device: torch.device) -> tuple[Callable[[], None], dict]:
+    """One AdamW step on a mixed-length batch; `name` is `<case>_<padding_mode>` (`VARLEN_TRAINING_CASES`)."""
+    args = BenchmarkArguments(**settings)
+    case, padding_mode = name.split("_", 1)
+    low, high, max_length = VARLEN_TRAINING_CASES[case]
+    config = MeamtmConfig(
+        **dict(SIZES[args.varlen_training_size], max_length=max_length), num_labels=NUM_LABELS, pooling="mean",
+        padding_mode=padding_mode, attn_implementation=args.attn_implementation,
+    )
+    rng = np.random.default_rng(3)
+    lengths = np.minimum(
+        np.round(rng.uniform(low, high, args.train_batch_size) * SAMPLING_RATE).astype(int), config.num_samples
+    )
+    torch.manual_seed(0)
+    model = MeamtmForAudioClassification(config).to(device).train()
+    waveforms = torch.from_numpy(synthetic_clips(args.train_batch_size, int(lengths.max()))).to(device)
+    mask = (torch.arange(waveforms.shape[1], device=device)[None, :] < torch.from_numpy(lengths).to(device)[:, None])
+    waveforms, mask = waveforms * mask, mask.long()
+    labels = torch.randint(0, NUM_LABELS, (args.train_batch_size,), device=device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        with autocast(args):
+            loss = model(input_values=waveforms, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    description = dict(
+        window_seconds=config.num_samples / SAMPLING_RATE,
+        clip_seconds=[round(length / SAMPLING_RATE, 2) for length in lengths.tolist()],
+        real_over_padded_audio=float(lengths.sum() / (len(lengths) * config.num_samples)),
+        longest_over_window=float(lengths.max() / config.num_samples),
+        # What one batch can save at most: the patch columns of its longest clip over the grid's.
+        longest_columns_over_grid=config.num_patch_columns_of(config.num_frames_of(int(lengths.max())))
+        / config.patch_grid[1],
+    )
+    return step, description
+
+
+def measure_varlen_training(args: BenchmarkArguments, device: torch.device) -> dict:
+    """Step time and peak memory on mixed-length batches, `"longest"` against `"max_length"`, with the ideal
+    ratio: the batch's real audio over its audio padded to the window."""
+    settings = asdict(args)
+    cases = {}
+    for case in VARLEN_TRAINING_CASES:
+        names = [f"{case}_max_length", f"{case}_longest"]
+        steps, descriptions = {}, {}
+        for name in names:
+            steps[name], descriptions[name] = varlen_training_step(name, settings, device)
+        seconds = alternate(steps, device, args.warmup, args.repeats)
+        del steps
+        memory = {}
+        for name in names:
+            with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+                memory[name] = pool.submit(peak_memory_of, name, settings, varlen_training_step).result()
+        fixed, longest = (median(seconds[name]) for name in names)
+        description = descriptions[names[0]]
+        cases[case] = dict(
+            description,
+            ms_per_step={"max_length": 1000 * fixed, "longest": 1000 * longest},
+            ms_per_step_rounds={name.split("_", 1)[1]: [round(1000 * v) for v in seconds[name]] for name in names},
+            peak_bytes={name.split("_", 1)[1]: memory[name]["peak_bytes"] for name in names},
+            measure=memory[names[0]]["measure"],
+            time_ratio=longest / fixed,
+            memory_ratio=memory[names[1]]["peak_bytes"] / memory[names[0]]["peak_bytes"],
+        )
+    return dict(batch_size=args.train_batch_size, size=args.varlen_training_size, cases=cases)
+
+
 # ----------------------------------------------------------------------------------------------- goals
 
 
@@ -520,6 +674,21 @@ def goals_of(args: BenchmarkArguments, results: dict) -> list[dict]:
     if "inference" in results and on_cpu:
         speedup = results["inference"]["runs"]["meamtm"]["speedup_vs_ast"]
         goal(f"pipeline inference vs AST, batch {args.inference_batch_size}", speedup, ">= 1.2x", speedup >= 1.2)
+    if "varlen_inference" in results and on_cpu:
+        targets = {1.0: 8.0, 5.0: 1.8, 10.0: 1.0}
+        for case in results["varlen_inference"]["cases"].values():
+            target = targets.get(case["clip_seconds"])
+            if target is not None:
+                speedup = case["runs"]["meamtm_longest"]["speedup_vs_ast"]
+                name = f"pipeline, longest vs AST, {case['clip_seconds']:g} s clips, batch {args.inference_batch_size}"
+                goal(name, speedup, f">= {target:g}x", speedup >= target)
+    if "varlen_training" in results:
+        for case_name, case in results["varlen_training"]["cases"].items():
+            ideal = case["real_over_padded_audio"]
+            goal(f"training step time, longest / max_length ({case_name} clips; ideal {ideal:.2f})",
+                 case["time_ratio"], f"~{ideal:.2f}", case["time_ratio"] < 1)
+            goal(f"training peak memory, longest / max_length ({case_name} clips; ideal {ideal:.2f})",
+                 case["memory_ratio"], f"~{ideal:.2f}", case["memory_ratio"] < 1)
     return goals
 
 
@@ -641,6 +810,57 @@ def markdown_of(report: dict) -> str:
         for name, row in section["runs"].items():
             lines.append(f"| {name} | {row['feature_path']} | {row['clips_per_second']:.2f} | {row['speedup_vs_ast']:.2f}x |")
         lines += ["", f"Same top-1 label as AST on {100 * section['same_top1_as_ast']:.0f}% of the clips."]
+    if "varlen_inference" in report:
+        section = report["varlen_inference"]
+        lines += [
+            "",
+            f"## Variable length, inference: `pipeline(\"audio-classification\")`, batch {section['batch_size']}, "
+            "MEAMTM `padding_mode=\"longest\"` vs AST (padded to its window), same weights",
+            "",
+            "| clips | model | clips / s | vs AST | peak memory (MiB) | vs AST |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for name, case in section["cases"].items():
+            for model_name, row in case["runs"].items():
+                lines.append(
+                    f"| {name} | {model_name} | {row['clips_per_second']:.2f} | {row['speedup_vs_ast']:.2f}x | "
+                    f"{mb(row['peak_bytes'])} | {row['memory_vs_ast']:.2f}x |"
+                )
+        first = next(iter(section["cases"].values()))
+        lines += [
+            "",
+            f"Peak memory: {first['runs']['ast']['measure']}, one fresh process per row. Same top-1 label as AST: "
+            + ", ".join(f"{name} {100 * case['same_top1_as_ast']:.0f}%" for name, case in section["cases"].items())
+            + " (random weights; `longest` changes a converted checkpoint's logits on short clips: "
+            "results/padding_mode_agreement.md).",
+        ]
+    if "varlen_training" in report:
+        section = report["varlen_training"]
+        lines += [
+            "",
+            f"## Variable length, training step: size `{section['size']}`, batch {section['batch_size']} of "
+            "mixed-length clips, AdamW",
+            "",
+            "| clips | window | ms / step max_length | ms / step longest | time ratio | peak MiB max_length | "
+            "peak MiB longest | memory ratio | ideal (real / padded audio) | longest clip / window | "
+            "patch columns of the longest clip / grid |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, case in section["cases"].items():
+            low, high = min(case["clip_seconds"]), max(case["clip_seconds"])
+            lines.append(
+                f"| {name}: {low:.2f}-{high:.2f} s | {case['window_seconds']:.2f} s | "
+                f"{case['ms_per_step']['max_length']:.0f} | {case['ms_per_step']['longest']:.0f} | "
+                f"{case['time_ratio']:.2f} | {mb(case['peak_bytes']['max_length'])} | {mb(case['peak_bytes']['longest'])} | "
+                f"{case['memory_ratio']:.2f} | {case['real_over_padded_audio']:.2f} | {case['longest_over_window']:.2f} | "
+                f"{case.get('longest_columns_over_grid', float('nan')):.2f} |"
+            )
+        lines += [
+            "",
+            "A batch in `longest` mode is padded to its longest clip in whole patch columns, so the last column "
+            "bounds what one random batch can save; grouping clips by length (`group_by_length`) brings it "
+            "towards the ideal.",
+        ]
     lines += ["", "## Goals", "", "| goal | target | measured | met |", "|---|---|---:|---|"]
     for goal in report["goals"]:
         lines.append(f"| {goal['goal']} | {goal['target']} | {goal['measured']} | {'yes' if goal['met'] else 'NO'} |")
@@ -664,6 +884,8 @@ def main():
         training=lambda: measure_training(args, device),
         storage=lambda: measure_storage(args),
         inference=lambda: measure_inference(args, device),
+        varlen_inference=lambda: measure_varlen_inference(args, device),
+        varlen_training=lambda: measure_varlen_training(args, device),
     )
     for section in SECTIONS:
         if section in args.sections:

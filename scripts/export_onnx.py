@@ -4,9 +4,11 @@
         [--stft_backend fft|conv] [--stft_precision float64|float32] [--torch_export meamtm.pt2]
 
 The graph maps `input_values` (batch, num_samples) float32 and `attention_mask` (batch, num_samples) int64 to
-`logits` (batch, num_labels), with a dynamic batch size. After writing it, the script runs it with ONNX
-Runtime on the check clips (or on a synthetic batch) and fails if its logits differ from PyTorch's eager
-model, as loaded (the STFT back end "auto" picks on this machine), by more than --tolerance.
+`logits` (batch, num_labels), with a dynamic batch size, and for a `padding_mode="longest"` model a dynamic
+num_samples in whole patch columns (`meamtm.inference.export.bucket_num_samples`). After writing it, the
+script runs it with ONNX Runtime on the check clips (or on synthetic batches: two widths for "longest") and
+fails if its logits differ from PyTorch's eager model, as loaded (the STFT back end "auto" picks on this
+machine), by more than --tolerance.
 """
 
 import sys
@@ -17,8 +19,8 @@ import torch
 from transformers import HfArgumentParser
 
 from meamtm import MeamtmFeatureExtractor, MeamtmForAudioClassification
-from meamtm.inference.export import example_inputs, export_onnx, onnx_logits
 from meamtm.audio_io import load_audio
+from meamtm.inference.export import bucket_num_samples, example_inputs, export_onnx, onnx_logits
 
 
 @dataclass
@@ -44,13 +46,19 @@ def load_models(arguments: ExportArguments):
     return reference, MeamtmForAudioClassification.from_pretrained(arguments.model, **overrides).eval()
 
 
-def check_inputs(arguments: ExportArguments, config) -> tuple[torch.Tensor, torch.Tensor]:
+def check_inputs(arguments: ExportArguments, config) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches `(input_values, attention_mask)` at the widths the exported graph takes."""
+    longest = config.padding_mode == "longest"
     if not arguments.check_audio:
-        return example_inputs(config, batch_size=3)
+        if longest:
+            widths = (bucket_num_samples(config, config.num_samples // 3), config.longest_num_samples)
+            return [example_inputs(config, batch_size=3, num_samples=width) for width in widths]
+        return [example_inputs(config, batch_size=3)]
     extractor = MeamtmFeatureExtractor.from_model_config(config)
     clips = [load_audio(path, config.sampling_rate) for path in arguments.check_audio]
-    batch = extractor(clips, sampling_rate=config.sampling_rate, padding="max_length", return_tensors="pt")
-    return batch["input_values"], batch["attention_mask"]
+    width = bucket_num_samples(config, max(map(len, clips))) if longest else config.num_samples
+    batch = extractor(clips, sampling_rate=config.sampling_rate, padding="max_length", max_length=width, return_tensors="pt")
+    return [(batch["input_values"], batch["attention_mask"])]
 
 
 def main(argv=None) -> float:
@@ -59,11 +67,13 @@ def main(argv=None) -> float:
     program = export_onnx(model, arguments.output, opset=arguments.opset)
     if arguments.torch_export:
         torch.export.save(program, arguments.torch_export)
-    input_values, attention_mask = check_inputs(arguments, model.config)
-    with torch.no_grad():
-        expected = reference(input_values, attention_mask=attention_mask).logits.numpy()
-    difference = float(np.abs(onnx_logits(arguments.output, input_values.numpy(), attention_mask.numpy()) - expected).max())
-    print(f"wrote {arguments.output}; ONNX Runtime vs PyTorch on {len(input_values)} clips: max |logit difference| = {difference:.3g}")
+    difference, count = 0.0, 0
+    for input_values, attention_mask in check_inputs(arguments, model.config):
+        with torch.no_grad():
+            expected = reference(input_values, attention_mask=attention_mask).logits.numpy()
+        logits = onnx_logits(arguments.output, input_values.numpy(), attention_mask.numpy())
+        difference, count = max(difference, float(np.abs(logits - expected).max())), count + len(input_values)
+    print(f"wrote {arguments.output}; ONNX Runtime vs PyTorch on {count} clips: max |logit difference| = {difference:.3g}")
     if difference > arguments.tolerance:
         raise SystemExit(f"ONNX parity {difference:.3g} exceeds the tolerance {arguments.tolerance}")
     return difference

@@ -47,7 +47,7 @@ from meamtm.training.data import (  # noqa: E402
 from meamtm.training.data_summary import summarise_data  # noqa: E402
 from meamtm.training.recipes import DEFAULT_RECIPE, check_arguments, defaults_from_data, load_recipe  # noqa: E402
 from meamtm.training.report import write_run_report  # noqa: E402
-from meamtm.training.sampling import balanced_sampling_weights  # noqa: E402
+from meamtm.training.sampling import add_length_column, balanced_sampling_weights  # noqa: E402
 from meamtm.training.shards import load_shard_splits  # noqa: E402
 from meamtm.training.trainer import (  # noqa: E402
     MeamtmTrainer,
@@ -247,8 +247,12 @@ def check_data(splits: dict, args: Arguments):
     return labels
 
 
-def prepare_data(splits: dict, labels, extractor, args: Arguments) -> tuple[dict, AudioTransform, str]:
-    """Each split with its on-the-fly transform; the training transform; the file that lists unreadable clips."""
+def prepare_data(splits: dict, labels, extractor, args: Arguments, padding_mode: str) -> tuple[dict, AudioTransform, str]:
+    """Each split with its on-the-fly transform; the training transform; the file that lists unreadable clips.
+
+    With the model's `padding_mode="longest"` clips are not padded to the window (the collator pads each batch
+    to its longest); with `train_sampling_strategy="group_by_length"` the training split gets a length column.
+    """
     data, training = args.data, args.training
     os.makedirs(training.output_dir, exist_ok=True)
     fault_log = os.path.join(training.output_dir, "unreadable_files.txt")
@@ -260,8 +264,12 @@ def prepare_data(splits: dict, labels, extractor, args: Arguments) -> tuple[dict
             train=role == "train", augmentation=data.augmentation, seed=training.seed,
             skip_unreadable=data.skip_unreadable_files, fault_log=fault_log,
             column_class_names=class_names_of(split, data.label_column),
+            pad_to_window=padding_mode == "max_length",
         )
-        datasets[role] = prepare_dataset(take_first(split, limits[role]), transforms[role])
+        split = take_first(split, limits[role])
+        if role == "train" and training.train_sampling_strategy == "group_by_length":
+            split = add_length_column(split, data.audio_column, extractor.sampling_rate, training.length_column_name)
+        datasets[role] = prepare_dataset(split, transforms[role])
     return datasets, transforms["train"], fault_log
 
 
@@ -292,6 +300,7 @@ def recipe_card(args: Arguments, trainer) -> dict:
         "learning rate": training.learning_rate,
         "augmentation": args.data.augmentation,
         "balanced sampling": args.data.balanced_sampling,
+        "padding mode": trainer.model.config.padding_mode,
         "weights averaged over last checkpoints": model.average_last_checkpoints or "no",
     }
 
@@ -330,7 +339,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.model.model_name_or_path, labels, args.model.config_name, args.model.config_overrides,
         args.model.ignore_mismatched_sizes, args.model.trust_remote_code,
     )
-    datasets, train_transform, fault_log = prepare_data(splits, labels, extractor, args)
+    datasets, train_transform, fault_log = prepare_data(splits, labels, extractor, args, model.config.padding_mode)
     weights = None
     if args.data.balanced_sampling and not args.data.train_shards:  # shards draw balanced clips in the stream
         train_split = take_first(splits["train"], args.data.max_train_samples)

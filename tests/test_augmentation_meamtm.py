@@ -64,7 +64,7 @@ def test_structured_patchout_drops_whole_rows_and_columns_per_example_and_keeps_
     config = tiny_config(patchout_time=0.4, patchout_frequency=0.2)
     frequency, time = config.patch_grid
     tokens = patch_tokens(config, batch_size=16)
-    kept = MeamtmPatchout(config).train()(tokens)
+    kept, _ = MeamtmPatchout(config).train()(tokens)
     assert kept.shape == (16, config.num_training_patches + 2, 4)
     assert (kept[:, :2, 0] == torch.tensor([0.0, 1.0])).all()
     patterns = set()
@@ -79,7 +79,7 @@ def test_structured_patchout_drops_whole_rows_and_columns_per_example_and_keeps_
 
 def test_unstructured_patchout_keeps_distinct_patches_differently_per_example():
     config = tiny_config(patchout_unstructured=0.5)
-    kept = MeamtmPatchout(config).train()(patch_tokens(config, batch_size=8))[:, 2:, 0]
+    kept = MeamtmPatchout(config).train()(patch_tokens(config, batch_size=8))[0][:, 2:, 0]
     assert all(len(set(row.tolist())) == config.num_training_patches == 25 for row in kept)
     assert len({tuple(row.tolist()) for row in kept}) > 1
 
@@ -88,7 +88,7 @@ def test_patchout_draws_on_the_tokens_device():
     """On the meta device a mask drawn on the CPU could not index the tokens."""
     config = tiny_config(patchout_time=0.4, patchout_unstructured=0.3)
     tokens = torch.empty(3, config.num_patches + 2, 8, device="meta")
-    kept = MeamtmPatchout(config).train()(tokens)
+    kept, _ = MeamtmPatchout(config).train()(tokens)
     assert kept.device.type == "meta" and kept.shape == (3, config.num_training_patches + 2, 8)
 
 

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import REPO
 
 
@@ -48,3 +50,28 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path, fsdd_dir):
         assert len(table) > 2 and {line.count("|") for line in table} == {table[0].count("|")}
     assert "nan" not in markdown.lower()
 
+
+@pytest.mark.slow
+def test_quick_variable_length_sections_write_their_rows(tmp_path):
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    command = [
+        sys.executable, str(REPO / "scripts" / "benchmark.py"), "--quick", "--output_dir", str(tmp_path),
+        "--sections", "varlen_inference", "varlen_training",
+    ]
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    report = json.loads((tmp_path / "benchmark.json").read_text())
+    assert "frontend" not in report and "training" not in report  # only the sections asked for
+    cases = report["varlen_inference"]["cases"]
+    assert set(cases) == {"1s", "5s"}
+    for case in cases.values():
+        assert set(case["runs"]) == {"meamtm_longest", "ast"} and case["same_top1_as_ast"] == 1.0
+        assert all(row["clips_per_second"] > 0 and row["peak_bytes"] > 0 for row in case["runs"].values())
+    training = report["varlen_training"]["cases"]
+    assert set(training) == {"short", "long"}
+    for case in training.values():
+        assert 0 < case["real_over_padded_audio"] <= case["longest_over_window"] <= 1
+        assert case["time_ratio"] > 0 and case["memory_ratio"] > 0
+    markdown = (tmp_path / "benchmark.md").read_text()
+    assert "## Variable length, inference" in markdown and "## Variable length, training step" in markdown
+    assert "nan" not in markdown.lower()

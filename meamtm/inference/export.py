@@ -1,9 +1,13 @@
 """One graph from waveform to logits: `torch.export` and ONNX export of a MEAMTM classifier, frontend included.
 
-The exported graph takes `input_values` `(batch, config.num_samples)` float32 waveforms and `attention_mask`
-`(batch, config.num_samples)` int64 (1 for real samples), any batch size, and returns logits
-`(batch, num_labels)`. Pad clips to the model's window first, as the feature extractor does:
-`extractor(clips, sampling_rate=sr, padding="max_length", return_tensors="np")`.
+The exported graph takes `input_values` `(batch, num_samples)` float32 waveforms and `attention_mask`
+`(batch, num_samples)` int64 (1 for real samples), any batch size, and returns logits `(batch, num_labels)`.
+With `config.padding_mode="max_length"` `num_samples` is fixed at `config.num_samples`: pad clips to the model's
+window first, as the feature extractor does: `extractor(clips, sampling_rate=sr, padding="max_length",
+return_tensors="np")`. With `"longest"` the time dimension is dynamic too, in whole patch columns: pad a
+batch to `bucket_num_samples(config, longest clip)` samples (2 columns at least, `config.longest_num_samples`
+at most; the extractor does it with `max_length=` that width and `padding="max_length"`), and the graph
+computes only that much.
 
 The STFT back end is fixed at export time (`config.stft_backend`, "auto" would resolve on the exporting
 machine). `"fft"` exports `torch.fft.rfft` as ONNX `DFT`, in the checkpoint's `stft_precision` (float64
@@ -32,28 +36,51 @@ class WaveformClassifier(nn.Module):
         return self.model(input_values, attention_mask=attention_mask).logits
 
 
-def example_inputs(config, batch_size: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs of the exported signature; the second clip is half padding, so the mask's path is traced."""
+def example_inputs(config, batch_size: int = 2, num_samples: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs of the exported signature, `num_samples` wide (the model's window by default; with
+    `padding_mode="longest"`, which exports a dynamic width, the bucket of 3/4 of the window); the second clip is
+    half padding, so the mask's path is traced."""
+    if num_samples is None:
+        longest = config.padding_mode == "longest"
+        num_samples = bucket_num_samples(config, config.num_samples * 3 // 4) if longest else config.num_samples
     generator = torch.Generator().manual_seed(0)
-    waveforms = torch.randn(batch_size, config.num_samples, generator=generator) * 0.1
-    mask = torch.ones(batch_size, config.num_samples, dtype=torch.long)
-    mask[1:, config.num_samples // 2 :] = 0
+    waveforms = torch.randn(batch_size, num_samples, generator=generator) * 0.1
+    mask = torch.ones(batch_size, num_samples, dtype=torch.long)
+    mask[1:, num_samples // 2 :] = 0
     return waveforms * mask, mask
 
 
+def bucket_num_samples(config, num_samples: int) -> int:
+    """The width an exported `padding_mode="longest"` graph takes for a batch whose longest clip has
+    `num_samples` samples: the samples of whole patch columns, `(time_stride * columns - 1) * hop_length +
+    win_length`, with 2 <= columns <= the grid's (longer clips are cut)."""
+    frames = max(config.num_frames_of(num_samples), 1)
+    columns = min(max(-(-frames // config.time_stride), 2), config.patch_grid[1])
+    return (config.time_stride * columns - 1) * config.hop_length + config.win_length
+
+
+def dynamic_shapes(config) -> dict[str, dict[int, torch.export.Dim]]:
+    """The exported inputs' dynamic dimensions: the batch, and with `padding_mode="longest"` the width, in
+    whole patch columns (`bucket_num_samples`): a width linear in the columns keeps every size in the graph
+    exact, where an arbitrary width would need guards on the remainders."""
+    dimensions = {0: torch.export.Dim("batch", min=1)}
+    if config.padding_mode == "longest":
+        columns = torch.export.Dim("columns", min=2, max=config.patch_grid[1])
+        samples_per_column = config.time_stride * config.hop_length
+        dimensions[1] = samples_per_column * columns + (config.win_length - config.hop_length)
+    return {name: dimensions for name in INPUT_NAMES}
+
+
 def export_program(model: MeamtmForAudioClassification) -> torch.export.ExportedProgram:
-    """`torch.export` of waveform -> logits with a dynamic batch size."""
+    """`torch.export` of waveform -> logits with a dynamic batch size (and length, see `dynamic_shapes`)."""
     if model.config.stft_backend == "auto":
         raise ValueError(
             "stft_backend='auto' picks the STFT back end from the device at trace time: load the model with "
             "stft_backend='fft' or 'conv' for export (from_pretrained(path, stft_backend='fft'))."
         )
-    batch = torch.export.Dim("batch", min=1)
     classifier = WaveformClassifier(model.eval())
     with torch.no_grad():
-        return torch.export.export(
-            classifier, example_inputs(model.config), dynamic_shapes={name: {0: batch} for name in INPUT_NAMES}
-        )
+        return torch.export.export(classifier, example_inputs(model.config), dynamic_shapes=dynamic_shapes(model.config))
 
 
 def export_onnx(model: MeamtmForAudioClassification, path: str, opset: int = 18) -> torch.export.ExportedProgram:
@@ -80,4 +107,4 @@ def onnx_logits(path: str, input_values: np.ndarray, attention_mask: np.ndarray)
     return session.run(["logits"], feeds)[0]
 
 
-__all__ = ["WaveformClassifier", "export_onnx", "export_program", "onnx_logits"]
+__all__ = ["WaveformClassifier", "bucket_num_samples", "dynamic_shapes", "export_onnx", "export_program", "onnx_logits"]

@@ -35,13 +35,18 @@ def blocks_of(waveform: np.ndarray, block_samples: int) -> Iterator[np.ndarray]:
     return (waveform[start : start + block_samples] for start in range(0, len(waveform), block_samples))
 
 
-def sliding_windows(blocks: Iterable[np.ndarray], window: int, hop: int) -> Iterator[tuple[int, np.ndarray, bool]]:
+def sliding_windows(
+    blocks: Iterable[np.ndarray], window: int, hop: int, align_last: bool = True
+) -> Iterator[tuple[int, np.ndarray, bool]]:
     """Cut a stream of sample blocks into windows: `(start sample, window samples, is_last)`.
 
-    Windows of `window` samples start every `hop` samples while a full window fits before the end; the last
-    window ends at the recording's end (it overlaps its neighbour more than `hop` says), so every window is
-    full of audio. A recording shorter than `window` is one window of its own length. Only about `window`
-    plus one block of samples are held at any time, so the stream can be hours long.
+    Windows of `window` samples start every `hop` samples while a full window fits before the end. With
+    `align_last` the last window ends at the recording's end (it overlaps its neighbour more than `hop` says),
+    so every window is full of audio: right for a model that pads every clip to its window anyway
+    (`padding_mode="max_length"`). Without it the last window starts `hop` after its neighbour like the others
+    and holds the rest of the recording, shorter than `window`: a `padding_mode="longest"` model then spends on
+    it only its own length. A recording shorter than `window` is one window of its own length. Only about
+    `window` plus one block of samples are held at any time, so the stream can be hours long.
     """
     buffer, offset, next_start = np.zeros(0, dtype=np.float32), 0, 0  # offset: stream index of buffer[0]
     pending = None  # the previous window, held back until we know whether it is the last
@@ -61,7 +66,7 @@ def sliding_windows(blocks: Iterable[np.ndarray], window: int, hop: int) -> Iter
         raise ValueError("The audio is empty (0 samples).")
     if pending is not None:
         yield (*pending, False)
-    start = max(0, total - window)
+    start = max(0, total - window) if align_last else next_start
     yield start, buffer[start - offset :], True
 
 
@@ -82,7 +87,9 @@ class MeamtmAudioClassificationPipeline(ChunkPipeline, AudioClassificationPipeli
             "labels"}, ...]}` with each window's top-k labels and its span in seconds, instead of the list of labels.
 
     A recording no longer than the window is one window, classified exactly as `AudioClassificationPipeline`
-    classifies it.
+    classifies it. Windows are batched padded to the batch's longest; with `config.padding_mode="longest"` a
+    batch costs that longest window, and the last window of a recording holds only its rest (`sliding_windows`
+    without `align_last`), so it costs its own length.
     """
 
     def _sanitize_parameters(
@@ -145,7 +152,8 @@ class MeamtmAudioClassificationPipeline(ChunkPipeline, AudioClassificationPipeli
         window = self.window_length(chunk_length_s)
         hop = max(1, round(window * (1 - chunk_overlap)))
         blocks = self.load_blocks(inputs, block_samples=max(hop, sampling_rate))
-        for start, chunk, is_last in sliding_windows(blocks, window, hop):
+        align_last = self.model.config.padding_mode == "max_length"
+        for start, chunk, is_last in sliding_windows(blocks, window, hop, align_last=align_last):
             processed = self.feature_extractor(chunk, sampling_rate=sampling_rate, return_tensors="pt")
             if self.dtype is not None:
                 processed = processed.to(dtype=self.dtype)

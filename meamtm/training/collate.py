@@ -53,7 +53,8 @@ class AudioTransform:
     """Batch transform: encoded audio + labels -> `input_values`, `attention_mask` `(num_samples,)` and `labels`.
 
     Each clip is decoded at `sampling_rate`, made mono float32, then cropped or zero-padded to `num_samples`; the
-    mask marks its real samples. In training (`train=True`) a longer clip is cropped at a random offset and
+    mask marks its real samples. With `pad_to_window=False` (for `padding_mode="longest"`) a clip is cropped
+    but not padded: `AudioCollator` pads each batch to its longest clip. In training (`train=True`) a longer clip is cropped at a random offset and
     `augmentation` is applied; in evaluation the first `num_samples` samples are kept, as the feature
     extractor and pipeline do at inference. Randomness comes from a generator seeded by (seed, epoch, clip), so
     a run resumed from a checkpoint, or split over processes, sees the same augmented clips as one straight run;
@@ -79,8 +80,10 @@ class AudioTransform:
         skip_unreadable: bool = False,
         fault_log: str | None = None,
         column_class_names: list[str] | None = None,
+        pad_to_window: bool = True,
     ):
         self.column_class_names = column_class_names
+        self.pad_to_window = pad_to_window
         self.audio_column = audio_column
         self.label_column = label_column
         self.labels = labels
@@ -103,7 +106,8 @@ class AudioTransform:
             raise UnreadableAudioError.of(name, error) from error
 
     def crop(self, wave: np.ndarray, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
-        """Crop or pad to `num_samples`; return the window `(num_samples,)` and its mask of real samples."""
+        """Crop or pad to `num_samples`; return the window `(num_samples,)` and its mask of real samples
+        (without `pad_to_window`, the window ends with the clip: `(min(delay + len(wave), num_samples),)`)."""
         window = np.zeros(self.num_samples, dtype=np.float32)
         mask = np.zeros(self.num_samples, dtype=np.int32)
         if len(wave) > self.num_samples:
@@ -118,6 +122,8 @@ class AudioTransform:
         # The delay is real (silent) signal, so the mask covers it; padding after the clip is AST padding.
         window[delay : delay + len(wave)] = wave
         mask[: delay + len(wave)] = 1
+        if not self.pad_to_window:
+            return window[: delay + len(wave)], mask[: delay + len(wave)]
         return window, mask
 
     def __call__(self, batch: dict) -> dict:
@@ -183,8 +189,18 @@ class AudioCollator:
     """Stacks transformed clips into tensors, dropping the ones `AudioTransform` marked unreadable.
 
     `input_values` `(batch, num_samples)` float32, `attention_mask` `(batch, num_samples)` int32, `labels`
-    `(batch,)` int64 or `(batch, num_labels)` float32.
+    `(batch,)` int64 or `(batch, num_labels)` float32. Clips of different lengths (`AudioTransform` with
+    `pad_to_window=False`) are zero-padded to the batch's longest, and their masks with zeros.
     """
+
+    @staticmethod
+    def _padded(rows: list, dtype) -> torch.Tensor:
+        """1-D arrays -> `(len(rows), longest)` zero-padded on the right."""
+        rows = [np.asarray(row, dtype) for row in rows]
+        output = np.zeros((len(rows), max(len(row) for row in rows)), dtype=dtype)
+        for index, row in enumerate(rows):
+            output[index, : len(row)] = row
+        return torch.from_numpy(output)
 
     def __call__(self, features: list[dict]) -> dict:
         kept = [feature for feature in features if feature["input_values"] is not None]
@@ -194,8 +210,8 @@ class AudioCollator:
             )
         labels = [feature["labels"] for feature in kept]
         return {
-            "input_values": torch.from_numpy(np.stack([np.asarray(f["input_values"], np.float32) for f in kept])),
-            "attention_mask": torch.from_numpy(np.stack([np.asarray(f["attention_mask"], np.int32) for f in kept])),
+            "input_values": self._padded([f["input_values"] for f in kept], np.float32),
+            "attention_mask": self._padded([f["attention_mask"] for f in kept], np.int32),
             "labels": torch.tensor(np.asarray(labels), dtype=torch.float32 if np.ndim(labels[0]) else torch.long),
         }
 

@@ -66,6 +66,21 @@ def plot_confusion_matrix(references: np.ndarray, predictions: np.ndarray, names
     return path
 
 
+PADDING_MODE_NOTES = {
+    "max_length": [
+        "Padding mode: `max_length` (AST's): every clip is padded to the model's window, so a short clip costs as "
+        "much as a full one. `from_pretrained(..., padding_mode=\"longest\")` makes a batch cost its longest clip "
+        "(outputs on clips shorter than the window change: docs/variable-length.md).",
+        "",
+    ],
+    "longest": [
+        "Padding mode: `longest`: a batch costs its longest clip, not the model's window; padded patches are kept "
+        "out of attention and pooling, so a clip gives the same output alone or in any batch.",
+        "",
+    ],
+}
+
+
 def write_model_card(
     output_dir: str,
     model_name: str,
@@ -76,10 +91,12 @@ def write_model_card(
     base_model: str | None = None,
     figures: list[str] = (),
     hub_dataset: bool = False,
+    padding_mode: str | None = None,
 ) -> str:
     """Write `README.md` in `output_dir`: metadata with the results (`model-index`), then what, how, how well.
 
     `hub_dataset`: `dataset_name` is a Hub data set id (listed in the metadata), not a local path.
+    `padding_mode`: the model's `config.padding_mode`, shown under "Use" with what it means for callers.
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -130,6 +147,7 @@ def write_model_card(
         'classifier("clip.wav")',
         "```",
         "",
+        *(PADDING_MODE_NOTES[padding_mode] if padding_mode else []),
         *[f"![{Path(figure).stem}]({Path(figure).name})" for figure in figures],
     ]
     card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")
@@ -165,7 +183,8 @@ def write_run_report(
         figures.append(plot_confusion_matrix(prediction.label_ids, prediction.predictions.argmax(-1), labels.names,
                                              f"{output_dir}/confusion_matrix.png"))
     write_model_card(output_dir, trainer.args.hub_model_id or Path(output_dir).name, dataset_name, metrics,
-                     labels.names, recipe, base_model=base_model, figures=figures, hub_dataset=hub_dataset)
+                     labels.names, recipe, base_model=base_model, figures=figures, hub_dataset=hub_dataset,
+                     padding_mode=getattr(trainer.model.config, "padding_mode", None))
 
 
 __all__ = ["plot_confusion_matrix", "plot_learning_curve", "write_model_card", "write_run_report"]

@@ -1,9 +1,12 @@
-"""Balanced sampling (PSLA, Gong 2021): draw training clips in inverse proportion to their labels' frequency."""
+"""Balanced sampling (PSLA, Gong 2021): draw training clips in inverse proportion to their labels' frequency;
+clip lengths for the Trainer's `group_by_length` sampler.
+"""
 
 import numpy as np
 import torch
-from datasets import IterableDataset
+from datasets import Audio, IterableDataset
 
+from ..audio_io import audio_info, load_audio
 from .data import LabelSpace, class_names_of
 
 
@@ -55,4 +58,28 @@ class BalancedSampler(torch.utils.data.Sampler):
         yield from torch.multinomial(self.weights, len(self.weights), replacement=True, generator=generator).tolist()
 
 
-__all__ = ["BalancedSampler", "balanced_sampling_weights"]
+def add_length_column(dataset, audio_column: str, sampling_rate: int, column: str = "length"):
+    """A map-style data set with `column`: each clip's length in samples at `sampling_rate`, read from the file
+    header (`meamtm.audio_io.audio_info`) without decoding, so that the Trainer's `group_by_length` sampler
+    (`train_sampling_strategy="group_by_length"`, `length_column_name`) can batch clips of similar length.
+
+    A clip whose header holds no duration is decoded to count its samples. Call it before `prepare_dataset`.
+    """
+    if isinstance(dataset, IterableDataset):
+        raise ValueError("Grouping by length needs a map-style data set; it cannot stream (drop --streaming).")
+
+    def length_of(value) -> int:
+        if isinstance(value, dict) and "array" in value:
+            return round(len(value["array"]) * sampling_rate / value["sampling_rate"])
+        source = value if isinstance(value, str) else (value.get("bytes") or value.get("path"))
+        duration = audio_info(source).duration_s
+        if duration is None:
+            return len(load_audio(value, sampling_rate))
+        return round(duration * sampling_rate)
+
+    undecoded = dataset.cast_column(audio_column, Audio(decode=False)) if dataset.features is not None else dataset
+    lengths = [length_of(value) for value in undecoded.with_format(None)[audio_column]]
+    return dataset.add_column(column, lengths)
+
+
+__all__ = ["BalancedSampler", "add_length_column", "balanced_sampling_weights"]

@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, Trainer, TrainingArguments
 from transformers.trainer_callback import TrainerState
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import sort_checkpoints
 from transformers.utils import logging
 
@@ -184,7 +185,8 @@ def make_compute_metrics(labels: LabelSpace):
 
 
 class MeamtmTrainer(Trainer):
-    """`Trainer` with balanced sampling, and which keeps the run's own model card.
+    """`Trainer` with balanced sampling, `train_sampling_strategy="group_by_length"` reading the lengths of
+    `add_length_column` past the audio-decoding transform, and which keeps the run's own model card.
 
     Args (beyond `Trainer`'s):
         sampling_weights (`np.ndarray` `(num_clips,)`, *optional*): draw training clips with these weights
@@ -201,6 +203,14 @@ class MeamtmTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         if self.sampling_weights is not None:
             return BalancedSampler(self.sampling_weights, seed=self.args.seed)
+        train_dataset = train_dataset if train_dataset is not None else self.train_dataset
+        column = self.args.length_column_name
+        if self.args.train_sampling_strategy == "group_by_length" and column in getattr(train_dataset, "column_names", ()):
+            # The Trainer would read the column through the data set's transform, which decodes audio (and wants
+            # the audio column): read it raw. The lengths come from `add_length_column`.
+            lengths = train_dataset.with_format(None)[column]
+            batch_size = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return LengthGroupedSampler(batch_size, lengths=list(lengths))
         return super()._get_train_sampler(train_dataset)
 
     def create_model_card(self, *args, **kwargs):

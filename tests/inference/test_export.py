@@ -101,3 +101,16 @@ def test_the_export_script_writes_checks_and_saves_both_graphs(checkpoint, fsdd_
     assert any(node.op_type == "DFT" for node in graph.node)  # the frontend is in the graph
     loaded = torch.export.load(str(program_path)).module()
     assert loaded(torch.zeros(3, 10480), torch.ones(3, 10480, dtype=torch.long)).shape == (3, 10)
+
+
+@pytest.mark.slow
+def test_the_export_script_checks_a_longest_mode_model_at_two_widths(tmp_path, capsys):
+    torch.manual_seed(0)
+    path = tmp_path / "longest"
+    MeamtmForAudioClassification(tiny_config(num_labels=10, padding_mode="longest")).save_pretrained(path)
+    spec = importlib.util.spec_from_file_location("export_onnx", REPO / "scripts" / "export_onnx.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    difference = script.main(["--model", str(path), "--output", str(tmp_path / "model.onnx")])
+    assert 0 <= difference <= 1e-4
+    assert "ONNX Runtime vs PyTorch on 6 clips" in capsys.readouterr().out

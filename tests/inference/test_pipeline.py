@@ -200,3 +200,39 @@ def test_peak_memory_does_not_grow_with_the_recording_beyond_its_output(checkpoi
     allowance_kb = 8 * (long["windows"] - short["windows"])
     growth_kb = long["peak_growth_kb"] - short["peak_growth_kb"]
     assert growth_kb < allowance_kb < waveform_bytes / 1024 / 4, (short, long)
+
+
+@settings(max_examples=40, deadline=None)
+@given(num_samples=st.integers(1, 3000), window=st.integers(1, 700), overlap=st.floats(0, 0.95), block=st.integers(1, 1000))
+def test_unaligned_last_window_holds_the_rest_of_the_stream(num_samples, window, overlap, block):
+    waveform = np.arange(num_samples, dtype=np.float32)
+    hop = max(1, round(window * (1 - overlap)))
+    blocks = (waveform[start : start + block] for start in range(0, num_samples, block))
+    windows = list(sliding_windows(blocks, window, hop, align_last=False))
+    regular = list(range(0, num_samples - window, hop))
+    assert [start for start, _, _ in windows] == regular + [regular[-1] + hop if regular else 0]
+    for start, chunk, _ in windows:
+        np.testing.assert_array_equal(chunk, waveform[start : start + window])
+    assert windows[-1][0] + len(windows[-1][1]) == num_samples
+
+
+@pytest.fixture(scope="module")
+def longest_classifier(checkpoint):
+    return pipeline(
+        "audio-classification", model=str(checkpoint), pipeline_class=MeamtmAudioClassificationPipeline,
+        model_kwargs={"padding_mode": "longest"},
+    )
+
+
+def test_longest_mode_batches_windows_of_different_lengths_as_one_by_one(longest_classifier):
+    assert longest_classifier.model.config.padding_mode == "longest"
+    waveform = (np.random.default_rng(2).standard_normal(18000) * 0.1).astype(np.float32)
+    kwargs = dict(chunk_length_s=0.5, chunk_overlap=0.25, top_k=4, return_segments=True)
+    one_by_one = longest_classifier(waveform, batch_size=1, **kwargs)
+    batched = longest_classifier(waveform, batch_size=3, **kwargs)
+    spans = [(segment["start"], segment["end"]) for segment in batched["segments"]]
+    assert spans == [(0.0, 0.5), (0.375, 0.875), (0.75, 1.125)]  # the last window is the rest, 0.375 s
+    for left, right in zip(one_by_one["segments"] + [one_by_one], batched["segments"] + [batched]):
+        left = {item["label"]: item["score"] for item in left["labels"]}
+        right = {item["label"]: item["score"] for item in right["labels"]}
+        assert left == pytest.approx(right, abs=1e-5)

@@ -139,3 +139,17 @@ def test_class_label_integers_are_mapped_by_name(clip_file):
     out = transform(labels=labels, column_class_names=names)({"audio": [clip_file] * 2, "label": [0, 1]})
     assert out["labels"] == [1, 2]
     assert class_names_of(Dataset.from_dict({"label": ["x"]}), "label") is None
+
+
+def test_transform_without_padding_keeps_each_clip_its_own_length_and_the_collator_pads_to_the_longest(clip_file):
+    out = transform(pad_to_window=False)({"audio": [clip_file], "label": [3]})
+    assert out["input_values"][0].shape == (4000,) and out["attention_mask"][0].all()
+    cropped = transform(pad_to_window=False, num_samples=1000)({"audio": [clip_file], "label": [3]})
+    assert cropped["input_values"][0].shape == (1000,)  # longer clips are still cut to the window
+    rows = [
+        {"input_values": np.ones(3, np.float32), "attention_mask": np.ones(3, np.int32), "labels": 0},
+        {"input_values": np.ones(5, np.float32), "attention_mask": np.ones(5, np.int32), "labels": 1},
+    ]
+    batch = AudioCollator()(rows)
+    assert batch["input_values"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]

@@ -1,6 +1,7 @@
 """meamtm/training_report_meamtm.py: learning-curve and confusion-matrix PNGs, the model card."""
 
 import numpy as np
+import pytest
 from huggingface_hub import ModelCard
 from PIL import Image
 
@@ -41,3 +42,10 @@ def test_model_card_carries_the_results(tmp_path):
     assert results_by_metric == {"accuracy": 0.875, "macro_f1": 0.8}
     assert "| accuracy | 0.8750 |" in card.text and "- augmentation: gain 6 dB" in card.text
     assert "![learning_curve](learning_curve.png)" in card.text and "trained from scratch" in card.text
+
+
+@pytest.mark.parametrize("padding_mode", ["max_length", "longest"])
+def test_model_card_shows_the_padding_mode(tmp_path, padding_mode):
+    path = write_model_card(str(tmp_path), "me/digits", "local/folder", {"eval_accuracy": 0.9}, ["a", "b"], {},
+                            padding_mode=padding_mode)
+    assert f"Padding mode: `{padding_mode}`" in ModelCard.load(path).text

@@ -31,3 +31,20 @@ def test_balanced_sampler_evens_out_classes_and_follows_the_epoch():
     assert list(sampler) == first
     with pytest.raises(ValueError, match="non-negative clip weights"):
         BalancedSampler(np.array([0.0, 0.0]))
+
+
+def test_add_length_column_reads_lengths_at_the_model_rate_without_the_transform(tmp_path, clip_file):
+    import soundfile
+
+    from meamtm.training.collate import AudioTransform, prepare_dataset
+    from meamtm.training.sampling import add_length_column
+
+    short = tmp_path / "short.wav"
+    soundfile.write(short, np.zeros(1000, np.float32), 8000, subtype="PCM_16")
+    dataset = Dataset.from_dict({"audio": [clip_file, str(short)], "label": [1, 2]})
+    with_lengths = add_length_column(dataset, "audio", 16000)
+    assert with_lengths["length"] == [8000, 2000]
+    labels = LabelSpace([str(d) for d in range(10)], multi_label=False)
+    prepared = prepare_dataset(with_lengths, AudioTransform("audio", "label", labels, 8000, 8000, train=False))
+    assert prepared.with_format(None)["length"] == [8000, 2000]
+    assert prepared[0]["input_values"].shape == (8000,)  # the transform still decodes the audio

@@ -462,3 +462,14 @@ def test_recipe_errors_name_the_recipe(tmp_path):
     (tmp_path / "odd.json").write_text(json.dumps({"optimizer": {}}))
     with pytest.raises(ValueError, match=r"unknown keys \['optimizer'\]"):
         train_script.parse_arguments(["--recipe", str(tmp_path / "odd.json")])
+
+
+def test_longest_padding_mode_run_groups_clips_by_length(fsdd_small, tmp_path):
+    args = run_args(fsdd_small, tmp_path, "--max_steps", "3", "--per_device_train_batch_size", "8",
+                    "--eval_strategy", "no", "--train_sampling_strategy", "group_by_length")
+    args[args.index("--config_overrides") + 1] += ",padding_mode=longest"
+    metrics = train_script.main(args)
+    assert json.loads((tmp_path / "config.json").read_text())["padding_mode"] == "longest"
+    assert json.loads((tmp_path / "trainer_state.json").read_text())["global_step"] == 3
+    assert 0 <= metrics["eval_accuracy"] <= 1
+    assert "Padding mode: `longest`" in (tmp_path / "README.md").read_text()

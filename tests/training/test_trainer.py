@@ -155,3 +155,33 @@ def test_trainer_uses_the_balanced_sampler_when_given_weights(tmp_path):
     assert isinstance(sampler, BalancedSampler) and sampler.seed == 5
     plain = MeamtmTrainer(model=model, args=args, train_dataset=dataset)
     assert not isinstance(plain._get_train_sampler(), BalancedSampler)
+
+
+def test_trainer_groups_by_the_length_column_without_decoding(tmp_path):
+    from datasets import Dataset
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from meamtm import MeamtmForAudioClassification
+    from meamtm.training.trainer import MeamtmTrainer
+
+    from ..conftest import tiny_config
+
+    def refuse(batch):
+        raise AssertionError("the sampler decoded audio")
+
+    lengths = torch.randperm(48).add(1).mul(100).tolist()
+    dataset = Dataset.from_dict({"audio": ["a.wav"] * 48, "label": [0] * 48, "length": lengths})
+    dataset.set_transform(refuse)
+    args = MeamtmTrainingArguments(
+        output_dir=str(tmp_path), report_to="none", eval_strategy="no", per_device_train_batch_size=4,
+        train_sampling_strategy="group_by_length",
+    )
+    model = MeamtmForAudioClassification(tiny_config(num_labels=2))
+    sampler = MeamtmTrainer(model=model, args=args, train_dataset=dataset)._get_train_sampler()
+    assert isinstance(sampler, LengthGroupedSampler)
+    order = list(sampler)
+    assert sorted(order) == list(range(48))
+    # transformers sorts mega-batches of 3 batches by length (the longest clip of all is swapped to the front).
+    for start in range(0, 48, 12):
+        run = [lengths[index] for index in order[start + 1 : start + 12]]
+        assert run == sorted(run, reverse=True)
