@@ -30,7 +30,6 @@ for _name, _value in THREAD_SETTINGS.items():
     os.environ.setdefault(_name, _value)
 
 import ctypes
-import json
 import logging
 import platform
 import shutil
@@ -57,6 +56,7 @@ from transformers import (
 )
 from transformers.models.audio_spectrogram_transformer import feature_extraction_audio_spectrogram_transformer
 
+from meamtm.training.results import readme_table, write_result_file  # noqa: E402
 from meamtm import MeamtmConfig, MeamtmFeatureExtractor, MeamtmForAudioClassification, MeamtmFrontend
 from meamtm.convert.checkpoints import ast_to_meamtm_state_dict, config_from_ast
 
@@ -123,7 +123,12 @@ class BenchmarkArguments:
     varlen_training_size: str = field(
         default="small", metadata={"help": "varlen_training: transformer size (the window is set per case)."}
     )
-    output_dir: str = field(default="results", metadata={"help": "Where benchmark.json and benchmark.md go."})
+    output_dir: str = field(default="results", metadata={"help": "Where NAME.json and NAME.md go."})
+    name: str = field(
+        default="benchmark",
+        metadata={"help": "File name of the report: one name per set of sections, so that runs of other sections "
+                  "do not overwrite it (e.g. benchmark_variable_length for the variable-length sections)."},
+    )
 
     def __post_init__(self):
         if self.quick:
@@ -892,12 +897,25 @@ def main():
             logger.info("measuring %s", section)
             report[section] = measures[section]()
     report["goals"] = goals_of(args, report)
-    output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "benchmark.json").write_text(json.dumps(report, indent=2))
+    report["readme"] = readme_of(args, report)
     markdown = markdown_of(report)
-    (output / "benchmark.md").write_text(markdown)
+    write_result_file(Path(args.output_dir) / f"{args.name}.json", report, markdown)
     print(markdown)
+
+
+def readme_of(args: BenchmarkArguments, report: dict) -> dict:
+    """The README table of this run: each goal with its target, the measured value and whether it is met."""
+    sections = [section for section in SECTIONS if section in args.sections]
+    command = "python scripts/benchmark.py" + ("" if sections == list(DEFAULT_SECTIONS) else " --sections " + " ".join(sections))
+    command += "" if args.size == "small" else f" --size {args.size}"
+    command += "" if args.name == "benchmark" else f" --name {args.name}"
+    rows = [[goal["goal"], goal["target"], goal["measured"], "yes" if goal["met"] else "**no**"] for goal in report["goals"]]
+    title = "Speed and memory against transformers' AST" + (" (quick mode: checks the script)" if args.quick else "")
+    if sections == ["varlen_inference", "varlen_training"]:
+        title = "Variable length (`padding_mode=\"longest\"`) against AST and `\"max_length\"`"
+    return readme_table(title, "scripts/benchmark.py", command, ["goal", "target", "measured", "met"], rows,
+                        order=20 if args.name == "benchmark" else 30,
+                        notes=[f"Details: [results/{args.name}.md](results/{args.name}.md)."])
 
 
 if __name__ == "__main__":

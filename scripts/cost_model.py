@@ -11,6 +11,7 @@ geometry. GPU rows are not measured: they divide the epoch's FLOPs by a GPU's de
 utilisation (`--utilisation`). Every assumption is written into the result files.
 """
 
+import json
 import logging
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -26,7 +27,7 @@ from benchmark import SIZES, BenchmarkArguments, alternate, machine_of, median, 
 from transformers import HfArgumentParser  # noqa: E402
 
 from meamtm import MeamtmConfig  # noqa: E402
-from meamtm.training.results import machine_description, today, write_result_file  # noqa: E402
+from meamtm.training.results import machine_description, readme_table, today, write_result_file  # noqa: E402
 
 
 logger = logging.getLogger("cost_model")
@@ -60,6 +61,10 @@ class CostModelArguments:
     patchout_time: float = field(default=0.4, metadata={"help": "Structured patchout of time columns (PaSST)."})
     patchout_frequency: float = field(default=1 / 3, metadata={"help": "... of frequency rows (PaSST)."})
     quick: bool = field(default=False, metadata={"help": "Tiny model, batch 2, one timed step: checks the script."})
+    tables_only: bool = field(
+        default=False,
+        metadata={"help": "Measure nothing: rewrite the Markdown and README table of the existing cost_model.json."},
+    )
     output_dir: str = field(default="results", metadata={"help": "Where cost_model.json and cost_model.md go."})
 
     def __post_init__(self):
@@ -178,13 +183,38 @@ def markdown_of(report: dict) -> str:
     return "\n".join(lines)
 
 
+def readme_of(report: dict) -> dict:
+    """The README table: per configuration, the measured CPU step and the estimated GPU-hours per epoch."""
+    gpus = list(GPUS)
+    rows = [
+        [name, row["patch_tokens"], f"{row['cpu_seconds_per_step']:.1f}", f"{row['cpu_peak_bytes'] / 2**20:,.0f}"]
+        + [f"{row['gpu_hours_per_epoch'][gpu]:,.1f}" for gpu in gpus]
+        for name, row in report["configurations"].items()
+    ]
+    ast = report["ast_published"]
+    return readme_table(
+        f"Cost of one AudioSet epoch ({report['clips_per_epoch']:,} clips), AST-base geometry",
+        "scripts/cost_model.py", "python scripts/cost_model.py",
+        ["configuration", "patch tokens", f"CPU s / step (batch {report['batch_size']})", "CPU peak MiB"]
+        + [f"{gpu} GPU-h (estimate)" for gpu in gpus],
+        rows, order=60, machine=report["machine"], date=report["date"],
+        notes=[f"GPU-hours are estimates from FLOPs at {report['utilisation']:.0%} of data-sheet peak, not "
+               f"measurements (no GPU has run MEAMTM). AST as published: about {ast['gpu_hours_per_epoch']:.0f} "
+               "GPU-hours per epoch. Assumptions: [results/cost_model.md](results/cost_model.md)."],
+    )
+
+
 def main(argv: list[str] | None = None) -> dict:
     (args,) = HfArgumentParser(CostModelArguments).parse_args_into_dataclasses(args=argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    report = estimate(measure(args), args)
-    report.update(size=args.size, batch_size=args.batch_size, utilisation=args.utilisation,
-                  clips_per_epoch=args.clips_per_epoch, date=today(), machine=machine_description(),
-                  machine_settings=machine_of(torch.device("cpu")))
+    if args.tables_only:
+        report = json.loads((Path(args.output_dir) / "cost_model.json").read_text())
+    else:
+        report = estimate(measure(args), args)
+        report.update(size=args.size, batch_size=args.batch_size, utilisation=args.utilisation,
+                      clips_per_epoch=args.clips_per_epoch, date=today(), machine=machine_description(),
+                      machine_settings=machine_of(torch.device("cpu")))
+    report["readme"] = readme_of(report)
     write_result_file(Path(args.output_dir) / "cost_model.json", report, markdown_of(report))
     print(markdown_of(report))
     return report

@@ -13,9 +13,7 @@ opts in. A random model's logits say how far the two graphs drift apart, not how
 decisions move: see docs/variable-length.md. Writes `padding_mode_agreement.json` and `.md` to `--output_dir`.
 """
 
-import json
 import logging
-import platform
 import sys
 import tempfile
 import time
@@ -32,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from meamtm import MeamtmFeatureExtractor, MeamtmForAudioClassification  # noqa: E402
 from meamtm.convert.checkpoints import ast_to_meamtm_state_dict, config_from_ast, load_converted_state_dict  # noqa: E402
 from meamtm.audio_io import load_audio  # noqa: E402
+from meamtm.training.results import machine_description, readme_table, today, write_result_file  # noqa: E402
 
 
 logger = logging.getLogger("padding_mode_agreement")
@@ -177,14 +176,28 @@ def main(argv: list[str] | None = None) -> dict:
         result = compare(checkpoint, groups)
     report = dict(
         settings=asdict(args),
-        machine=f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+        machine=f"{machine_description()}, {torch.get_num_threads()} torch threads",
+        date=today(),
         result=result,
     )
-    output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "padding_mode_agreement.json").write_text(json.dumps(report, indent=2))
+    rows = [
+        [name, f"{group['share_of_window']:.2f}", f"{100 * group['top1_agreement']:.0f} %",
+         f"{group['max_abs_logit_difference']:.3g}", f"{group['logit_std_max_length']:.3g}"]
+        for name, group in result["groups"].items()
+    ]
+    source = args.ast_model or f"a randomly initialised AST ({args.geometry} geometry), converted offline"
+    report["readme"] = readme_table(
+        "A converted AST checkpoint in `padding_mode=\"longest\"` against `\"max_length\"`",
+        "scripts/padding_mode_agreement.py",
+        "python scripts/padding_mode_agreement.py" + (f" --ast_model {args.ast_model}" if args.ast_model else ""),
+        ["clips", "share of the window", "top-1 agreement", "max abs logit difference", "logit spread (std)"],
+        rows, order=40, machine=report["machine"], date=report["date"],
+        notes=[f"Model: {source}; clips from the FSDD test split. A random AST's logits are nearly flat, so "
+               "agreement here shows how far the outputs move against their spread, not how often a trained "
+               "model's decision changes: run with --ast_model on a trained checkpoint for that."],
+    )
     markdown = markdown_of(report)
-    (output / "padding_mode_agreement.md").write_text(markdown)
+    write_result_file(Path(args.output_dir) / "padding_mode_agreement.json", report, markdown)
     print(markdown)
     return report
 
