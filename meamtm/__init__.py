@@ -19,7 +19,7 @@ from .modeling_meamtm import MeamtmForAudioClassification, MeamtmModel, MeamtmPr
 from .inference.pipeline import MeamtmAudioClassificationPipeline
 
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 AutoConfig.register(MeamtmConfig.model_type, MeamtmConfig, exist_ok=True)
 AutoModel.register(MeamtmConfig, MeamtmModel, exist_ok=True)

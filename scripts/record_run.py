@@ -41,7 +41,7 @@ def run_summary(output_dir: Path) -> dict:
         parameters = sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())
     return dict(
         eval_accuracy=results.get("eval_accuracy"),
-        eval_f1=results.get("eval_f1"),
+        eval_f1=results.get("eval_macro_f1"),
         eval_map=results.get("eval_mAP"),
         train_runtime_s=results.get("train_runtime"),
         global_step=state.get("global_step"),

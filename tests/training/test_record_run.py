@@ -20,7 +20,7 @@ def finished_run(tmp_path):
     folder = tmp_path / "run-a"
     model = MeamtmForAudioClassification(tiny_config(num_labels=3))
     model.save_pretrained(folder)
-    (folder / "all_results.json").write_text(json.dumps({"eval_accuracy": 0.925, "eval_f1": 0.9, "train_runtime": 61.2}))
+    (folder / "all_results.json").write_text(json.dumps({"eval_accuracy": 0.925, "eval_macro_f1": 0.9, "train_runtime": 61.2}))
     (folder / "trainer_state.json").write_text(json.dumps({"global_step": 40, "epoch": 4.0}))
     return folder, model.num_parameters()
 
@@ -35,7 +35,7 @@ def test_runs_are_appended_with_their_numbers_and_a_readme_table(tmp_path, finis
     payload = json.loads(results.read_text())
     assert [run["label"] for run in payload["runs"]] == ["run-a", "again"]
     table = payload["readme"]
-    assert table["rows"][0][2] == "92.5 %" and table["rows"][0][4] == "61 s" and len(table["rows"]) == 2
+    assert table["rows"][0][2] == "92.5 %" and table["rows"][0][3] == "90.0 %" and table["rows"][0][4] == "61 s" and len(table["rows"]) == 2
     assert table["command"] == "make run" and "cores" in table["machine"]
     assert results.with_suffix(".md").read_text().startswith("# FSDD")
 
