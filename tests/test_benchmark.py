@@ -10,6 +10,7 @@ import pytest
 from .conftest import REPO
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_a_complete_report(tmp_path, fsdd_dir):
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     command = [

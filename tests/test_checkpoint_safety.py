@@ -131,6 +131,7 @@ def test_save_pretrained_copies_only_the_model_source(saved):
     }
 
 
+@pytest.mark.slow
 def test_trust_remote_code_loads_without_meamtm_and_keeps_the_safety_checks(saved, tmp_path):
     path, model = saved
     pickled = tmp_path / "pickled"

@@ -40,6 +40,7 @@ def test_checkpoint_files_and_auto_map(checkpoint):
     assert preprocessor["auto_map"]["AutoFeatureExtractor"] == "feature_extraction_meamtm.MeamtmFeatureExtractor"
 
 
+@pytest.mark.slow
 def test_remote_code_loads_where_meamtm_is_not_importable(checkpoint, fsdd_clips_16k):
     """A fresh process that cannot import `meamtm` loads model and extractor with trust_remote_code."""
     clip_path = checkpoint.parent / "clip.npy"

@@ -303,6 +303,7 @@ def test_same_logits_as_transformers_ast_on_the_same_weights():
     torch.testing.assert_close(model(**ours).logits, expected, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_torch_compile_of_the_whole_waveform_to_logits_model_matches_eager():
     """One graph (fullgraph) from waveforms to logits, FFT frontend included; patchout/SpecAugment are off in eval."""
     model = classifier(patchout_time=0.4, freq_mask_param=8, time_mask_param=10)

@@ -67,7 +67,7 @@ TINY_AST = {key: TINY[key] for key in TINY}
             id="max_length-128-other-mean-std",
         ),
         pytest.param(dict(TINY_AST, num_labels=3), dict(do_normalize=False), (7000,), id="unnormalised"),
-        pytest.param(dict(num_labels=527), {}, (100000,), id="base-128x1024-stride10"),
+        pytest.param(dict(num_labels=527), {}, (100000,), id="base-128x1024-stride10", marks=pytest.mark.slow),
     ],
 )
 @torch.no_grad()

@@ -70,6 +70,7 @@ def test_converts_a_saved_ast_classifier_that_then_loads_and_agrees(ast_dir, tmp
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_saved_checkpoint_loads_as_remote_code_without_meamtm(ast_dir, tmp_path):
     directory, _ = ast_dir
     output = tmp_path / "meamtm"

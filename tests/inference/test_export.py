@@ -84,6 +84,7 @@ def test_back_ends_that_cannot_export_or_run_are_refused_with_the_fix(checkpoint
         export_onnx(conv64, str(tmp_path / "model.onnx"))
 
 
+@pytest.mark.slow
 def test_the_export_script_writes_checks_and_saves_both_graphs(checkpoint, fsdd_test_files, tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("export_onnx", REPO / "scripts" / "export_onnx.py")
     script = importlib.util.module_from_spec(spec)

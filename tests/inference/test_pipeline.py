@@ -178,6 +178,7 @@ MEASURE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_peak_memory_does_not_grow_with_the_recording_beyond_its_output(checkpoint, tmp_path):
     """1 min vs 10 min of 8 kHz audio, streamed: the 10-min waveform alone (at 16 kHz) would be 38 MB."""
     rng = np.random.default_rng(3)

@@ -78,6 +78,7 @@ def test_bad_arguments_stop_before_loading_anything(capsys):
         parse_arguments(["--model", "x"])  # no FILE
 
 
+@pytest.mark.slow
 def test_runs_as_a_module(checkpoint, fsdd_test_files):
     environment = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(

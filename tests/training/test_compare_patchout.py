@@ -3,12 +3,15 @@
 import json
 import sys
 
+import pytest
+
 from ..conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
 import compare_patchout  # noqa: E402
 
 
+@pytest.mark.slow
 def test_both_runs_go_through_train_py_and_are_reported(tmp_path, fsdd_dir):
     results = compare_patchout.main([
         "--fsdd_dir", str(fsdd_dir), "--epochs", "1", "--max_train_samples", "48", "--max_eval_samples", "16",

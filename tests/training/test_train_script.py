@@ -90,6 +90,7 @@ def assert_same_weights(folder_a: Path, folder_b: Path, atol: float) -> None:
         torch.testing.assert_close(a[key], b[key], atol=atol, rtol=0, msg=lambda m: f"{key}: {m}")
 
 
+@pytest.mark.slow
 def test_short_fsdd_run_beats_chance(fsdd_dir, tmp_path):
     # Three digits (zero, one, seven), 20 training clips each, 200 steps of 16 clips from scratch; 60 test clips.
     # Chance is 1/3 (20 of 60 right, binomial sd 3.7 clips); the bound 70 % (42 right) is 6 sd above it.
@@ -165,6 +166,7 @@ def test_resume_from_checkpoint_equals_straight_run(straight_run, fsdd_small, tm
     assert_same_weights(straight_run, tmp_path, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_and_finishes(straight_run, fsdd_small, tmp_path):
     command = [sys.executable, str(REPO / "scripts" / "train.py"),
                *run_args({"train": fsdd_small["train"]}, tmp_path, *RESUME_RUN, "--per_device_train_batch_size", "4")]
