@@ -11,6 +11,16 @@ from meamtm import MeamtmConfig
 
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Put in front of a script run in a fresh process (`python -c`): that process cannot import meamtm, as where it
+# is not installed (it is installed in the test environment), so a checkpoint must load as remote code.
+WITHOUT_MEAMTM = """import importlib.abc, sys
+class NoMeamtm(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "meamtm" or name.startswith("meamtm."):
+            raise ImportError("meamtm is not installed here")
+sys.meta_path.insert(0, NoMeamtm())
+"""
 FSDD = Path(os.environ.get("MEAMTM_FSDD", REPO.parent / "shared" / "data" / "fsdd"))
 
 TINY = dict(

@@ -16,7 +16,7 @@ from transformers import AutoModelForAudioClassification
 from meamtm import MeamtmFeatureExtractor, MeamtmForAudioClassification
 from meamtm.modeling_meamtm import MeamtmCheckpointMismatchError
 
-from .conftest import tiny_config
+from .conftest import WITHOUT_MEAMTM, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -139,14 +139,9 @@ def test_trust_remote_code_loads_without_meamtm_and_keeps_the_safety_checks(save
     (pickled / "model.safetensors").unlink()
     torch.save(model.state_dict(), pickled / "pytorch_model.bin")
     torch.save(torch.randn(2, 6000) * 0.1, tmp_path / "waveforms.pt")
-    script = textwrap.dedent(
+    script = WITHOUT_MEAMTM + textwrap.dedent(
         f"""
-        import importlib.abc, importlib.util, sys
-        class NoMeamtm(importlib.abc.MetaPathFinder):  # as where meamtm is not installed (it is in CI's venv)
-            def find_spec(self, name, path, target=None):
-                if name == "meamtm" or name.startswith("meamtm."):
-                    raise ImportError("meamtm is not installed here")
-        sys.meta_path.insert(0, NoMeamtm())
+        import importlib.util
         import torch
         from transformers import AutoModelForAudioClassification
         try:

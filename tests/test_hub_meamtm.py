@@ -13,7 +13,7 @@ from transformers import pipeline
 
 from meamtm import MeamtmFeatureExtractor, MeamtmForAudioClassification
 
-from .conftest import tiny_config
+from .conftest import WITHOUT_MEAMTM, tiny_config
 
 
 LABELS = {index: f"digit_{index}" for index in range(10)}
@@ -45,14 +45,8 @@ def test_remote_code_loads_where_meamtm_is_not_importable(checkpoint, fsdd_clips
     """A fresh process that cannot import `meamtm` loads model and extractor with trust_remote_code."""
     clip_path = checkpoint.parent / "clip.npy"
     np.save(clip_path, fsdd_clips_16k[0])
-    script = textwrap.dedent(
+    script = WITHOUT_MEAMTM + textwrap.dedent(
         f"""
-        import importlib.abc, sys
-        class NoMeamtm(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path, target=None):
-                if name == "meamtm" or name.startswith("meamtm."):
-                    raise ImportError("meamtm is not installed here")
-        sys.meta_path.insert(0, NoMeamtm())
         import numpy as np, torch
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
         model = AutoModelForAudioClassification.from_pretrained({str(checkpoint)!r}, trust_remote_code=True).eval()

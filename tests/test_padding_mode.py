@@ -16,7 +16,7 @@ from meamtm import MeamtmConfig, MeamtmForAudioClassification, MeamtmModel
 from meamtm.inference.export import bucket_num_samples, export_onnx, onnx_logits
 from meamtm.modeling_meamtm import real_patches
 
-from .conftest import tiny_config
+from .conftest import WITHOUT_MEAMTM, tiny_config
 
 
 REFERENCE = Path(__file__).parent / "data" / "max_length_reference.pt"
@@ -183,14 +183,8 @@ def test_trust_remote_code_loads_the_mode_without_meamtm(tmp_path):
     model.save_pretrained(tmp_path / "checkpoint")
     waveforms, mask = mixed_batch(model.config, [2500, 7000])
     torch.save((waveforms, mask), tmp_path / "inputs.pt")
-    script = textwrap.dedent(
+    script = WITHOUT_MEAMTM + textwrap.dedent(
         f"""
-        import importlib.abc, sys
-        class NoMeamtm(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path, target=None):
-                if name == "meamtm" or name.startswith("meamtm."):
-                    raise ImportError("meamtm is not installed here")
-        sys.meta_path.insert(0, NoMeamtm())
         import torch
         from transformers import AutoModelForAudioClassification
         path = {str(tmp_path / "checkpoint")!r}

@@ -9,15 +9,11 @@ import sys
 import torch
 sys.path.insert(0, sys.argv[1])
 from tests.conftest import tiny_config
+from tests.test_padding_mode import reference_inputs
 from meamtm import MeamtmForAudioClassification
 
 def cases():
-    torch.manual_seed(0)
-    waves = torch.randn(3, 9000) * 0.1
-    mask = torch.ones(3, 9000, dtype=torch.long)
-    mask[1, 5000:] = 0
-    mask[2, 300:] = 0
-    waves = waves * mask
+    waves, mask = reference_inputs()
     out = {}
     for name, overrides, train in [
         ("cls", {}, False),
