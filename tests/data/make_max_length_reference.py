@@ -39,4 +39,5 @@ def cases():
                 out[name + "_loss"] = result.loss
     return out
 
+torch.set_num_threads(1)  # the test compares at one thread: the last bit of a product can depend on the count
 torch.save(cases(), sys.argv[2])

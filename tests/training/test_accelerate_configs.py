@@ -127,6 +127,9 @@ FSDP_RUN = textwrap.dedent("""
             "fc1_local_shape": list(fc1.to_local().shape) if isinstance(fc1, DTensor) else None,
             "loss_dtype": str(loss.dtype), **seen,
         }, open(output + ".json", "w"))
+    # An explicit shutdown: gloo's threads torn down at interpreter exit can abort the process.
+    dist.barrier()
+    dist.destroy_process_group()
 """)
 
 
