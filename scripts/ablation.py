@@ -55,6 +55,9 @@ class AblationArguments:
     threads: int = field(default=1, metadata={"help": "OMP_NUM_THREADS of each run."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training clips."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N test clips."})
+    train_missing: bool = field(
+        default=True, metadata={"help": "False: train nothing, table only the runs that have finished."}
+    )
 
     def __post_init__(self):
         unknown = [name for name in self.variants if name not in VARIANTS]
@@ -104,10 +107,12 @@ def train_arguments(args: AblationArguments, run: Run) -> list[str]:
     return command
 
 
-def run_one(args: AblationArguments, run: Run) -> dict:
-    """Train one (variant, fold, seed) in its own process, or read its finished result."""
+def run_one(args: AblationArguments, run: Run) -> dict | None:
+    """Train one (variant, fold, seed) in its own process, or read its finished result (None: not run)."""
     folder = run.folder(args)
     result_file = folder / "eval_results.json"
+    if not result_file.is_file() and not args.train_missing:
+        return None
     if not result_file.is_file():
         folder.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
@@ -130,7 +135,7 @@ def run_one(args: AblationArguments, run: Run) -> dict:
 
 
 def summary_of(args: AblationArguments, results: list[dict]) -> dict:
-    """{variant: {fold: mean accuracy over seeds, "mean": mean over folds}}."""
+    """{variant: {fold: mean accuracy over seeds, "mean": mean over the folds it has}}."""
     summary = {}
     for variant in args.variants:
         folds = {}
@@ -147,7 +152,8 @@ def markdown_of(args: AblationArguments, summary: dict) -> str:
     lines = [
         f"FSDD leave-one-speaker-out, `scripts/train.py` with the FSDD recipe at {args.num_train_epochs:g} epochs "
         f"(the recipe trains {train.FSDD_EPOCHS}), seeds {args.seeds}, folds {args.folds} "
-        f"(test speaker held out), {args.threads} torch thread(s) per run.",
+        f"(test speaker held out), {args.threads} torch thread(s) per run. A missing cell was not run; the "
+        "mean is over the folds a variant has.",
         "",
         "| variant | config overrides / flags | " + " | ".join(args.folds) + " | mean |",
         "|---|---|" + "---:|" * (len(args.folds) + 1),
@@ -165,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
     # Fold by fold, so the first folds finish for every variant before the next one starts.
     runs = [Run(variant, fold, seed) for fold in args.folds for seed in args.seeds for variant in args.variants]
     with ThreadPoolExecutor(args.parallel) as pool:
-        results = list(pool.map(lambda run: run_one(args, run), runs))
+        results = [result for result in pool.map(lambda run: run_one(args, run), runs) if result is not None]
     summary = summary_of(args, results)
     report = dict(settings=asdict(args), recipe=train.FSDD_RECIPE, runs=results, summary=summary)
     output = Path(args.results)

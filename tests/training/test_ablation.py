@@ -68,3 +68,13 @@ def test_unknown_variants_and_missing_folds_are_refused(tmp_path, folds):
         ablation.main(arguments(tmp_path, folds, "--variants", "louder"))
     with pytest.raises(ValueError, match=r"No fold CSVs for \['theo'\].*fsdd_folds.py"):
         ablation.main(arguments(tmp_path, folds, "--folds", "theo"))
+
+
+def test_without_training_only_finished_runs_are_tabled(tmp_path, folds):
+    folder = tmp_path / "runs" / "baseline" / "george" / "seed0"
+    folder.mkdir(parents=True)
+    (folder / "eval_results.json").write_text(json.dumps({"eval_accuracy": 0.5}))
+    report = ablation.main(arguments(tmp_path, folds, "--variants", "baseline", "vtlp", "--train_missing", "false"))
+    assert [(r["variant"], r["fold"]) for r in report["runs"]] == [("baseline", "george")]
+    assert report["summary"] == {"baseline": {"george": 0.5, "mean": 0.5}}
+    assert "| baseline | recipe | 50.0% | - | 50.0% |" in (tmp_path / "out" / "loso.md").read_text()
