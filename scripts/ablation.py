@@ -124,12 +124,14 @@ def run_one(args: AblationArguments, run: Run) -> dict | None:
             )
         (folder / "wall_seconds.txt").write_text(f"{time.monotonic() - start:.0f}\n")
     metrics = json.loads(result_file.read_text())
+    training = folder / "train_results.json"
     wall = folder / "wall_seconds.txt"
     return dict(
         asdict(run),
         config_overrides=VARIANTS[run.variant][0],
         flags=" ".join(VARIANTS[run.variant][1]),
         accuracy=metrics["eval_accuracy"],
+        train_seconds=json.loads(training.read_text()).get("train_runtime") if training.is_file() else None,
         wall_seconds=float(wall.read_text()) if wall.is_file() else None,
     )
 
