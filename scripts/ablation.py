@@ -5,7 +5,7 @@
     python scripts/ablation.py --folds george jackson --variants baseline vtlp per_clip vtlp+per_clip \
         --num_train_epochs 20 --parallel 2
 
-Every run is `scripts/train.py` with the README's FSDD recipe (`train.FSDD_RECIPE`) on one fold's CSVs
+Every run is `scripts/train.py --recipe fsdd` (`meamtm/training/recipes/fsdd.json`) on one fold's CSVs
 (`scripts/fsdd_folds.py`: train on four speakers, test on all clips of the fifth), plus the variant's config
 overrides and flags, which come last and win. Runs are separate processes (`--threads` torch threads each, at
 most `--parallel` at once); a run whose folder already holds `eval_results.json` is read, not trained again,
@@ -26,6 +26,10 @@ from transformers import HfArgumentParser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train  # noqa: E402  (scripts/train.py)
+from meamtm.training.recipes import load_recipe  # noqa: E402
+
+
+RECIPE = "fsdd"
 
 
 # name -> (config overrides added to the recipe's, extra train.py flags)
@@ -47,7 +51,9 @@ class AblationArguments:
         metadata={"help": f"Variants to run, of: {', '.join(VARIANTS)}."},
     )
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Training seeds of every run."})
-    num_train_epochs: float = field(default=train.FSDD_EPOCHS, metadata={"help": "Epochs of every run."})
+    num_train_epochs: float = field(
+        default=load_recipe(RECIPE).arguments["num_train_epochs"], metadata={"help": "Epochs of every run."}
+    )
     folds_dir: str = field(default="fsdd-folds", metadata={"help": "Output of scripts/fsdd_folds.py."})
     output_dir: str = field(default="ablation-runs", metadata={"help": "Each run's train.py output folder goes here."})
     results: str = field(default="results/ablation_loso", metadata={"help": "Writes <results>.json and .md."})
@@ -87,11 +93,12 @@ def train_arguments(args: AblationArguments, run: Run) -> list[str]:
     """The `scripts/train.py` command line of one run (the variant's settings come last and win)."""
     overrides, flags = VARIANTS[run.variant]
     fold = Path(args.folds_dir) / run.fold
+    recipe_overrides = load_recipe(RECIPE).arguments.get("config_overrides")
     command = [
-        *train.FSDD_RECIPE,
+        "--recipe", RECIPE,
         "--train_file", str(fold / "train.csv"),
         "--eval_file", str(fold / "test.csv"),
-        "--config_overrides", ",".join(filter(None, [train.FSDD_CONFIG_OVERRIDES, overrides])),
+        "--config_overrides", ",".join(filter(None, [recipe_overrides, overrides])),
         "--num_train_epochs", str(args.num_train_epochs),
         "--seed", str(run.seed),
         "--output_dir", str(run.folder(args)),
@@ -152,8 +159,8 @@ def summary_of(args: AblationArguments, results: list[dict]) -> dict:
 
 def markdown_of(args: AblationArguments, summary: dict) -> str:
     lines = [
-        f"FSDD leave-one-speaker-out, `scripts/train.py` with the FSDD recipe at {args.num_train_epochs:g} epochs "
-        f"(the recipe trains {train.FSDD_EPOCHS}), seeds {args.seeds}, folds {args.folds} "
+        f"FSDD leave-one-speaker-out, `scripts/train.py --recipe {RECIPE}` at {args.num_train_epochs:g} epochs "
+        f"(the recipe trains {load_recipe(RECIPE).arguments['num_train_epochs']}), seeds {args.seeds}, folds {args.folds} "
         f"(test speaker held out), {args.threads} torch thread(s) per run. A missing cell was not run; the "
         "mean is over the folds a variant has.",
         "",
@@ -175,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
     with ThreadPoolExecutor(args.parallel) as pool:
         results = [result for result in pool.map(lambda run: run_one(args, run), runs) if result is not None]
     summary = summary_of(args, results)
-    report = dict(settings=asdict(args), recipe=train.FSDD_RECIPE, runs=results, summary=summary)
+    report = dict(settings=asdict(args), recipe=load_recipe(RECIPE).arguments, runs=results, summary=summary)
     output = Path(args.results)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".json").write_text(json.dumps(report, indent=2))

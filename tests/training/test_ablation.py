@@ -11,6 +11,7 @@ from ..conftest import REPO
 sys.path.insert(0, str(REPO / "scripts"))
 import ablation  # noqa: E402
 import train  # noqa: E402
+from meamtm.training.recipes import load_recipe  # noqa: E402
 
 
 @pytest.fixture
@@ -34,15 +35,17 @@ def test_a_run_is_the_recipe_with_the_fold_and_the_variant_last(tmp_path, folds)
         args=arguments(tmp_path, folds)
     )
     command = ablation.train_arguments(args, ablation.Run("vtlp+per_clip", "george", 2))
-    assert command[: len(train.FSDD_RECIPE)] == train.FSDD_RECIPE
+    assert command[:2] == ["--recipe", "fsdd"]
     parsed = train.parse_arguments(command)
-    data_args, model_args, training_args = parsed
+    data_args, model_args, training_args = parsed.data, parsed.model, parsed.training
     assert data_args.train_file == str(folds / "george" / "train.csv")
     assert data_args.eval_file == str(folds / "george" / "test.csv")
-    assert model_args.config_overrides == train.FSDD_CONFIG_OVERRIDES + ",vtlp_max_warp=0.1,normalization=per_clip"
+    recipe = load_recipe("fsdd").arguments
+    assert model_args.config_overrides == recipe["config_overrides"] + ",vtlp_max_warp=0.1,normalization=per_clip"
+    assert training_args.learning_rate == recipe["learning_rate"] and data_args.tilt == recipe["tilt"]
     assert training_args.num_train_epochs == 3 and training_args.seed == 2
     reverb = train.parse_arguments(ablation.train_arguments(args, ablation.Run("reverb", "george", 0)))
-    assert reverb[0].reverb_s == 0.4 and reverb[0].gain_db == 6  # the recipe's own augmentation stays
+    assert reverb.data.reverb_s == 0.4 and reverb.data.gain_db == recipe["gain_db"]  # the recipe's augmentation stays
 
 
 def test_finished_runs_are_read_and_tabled_per_fold_and_variant(tmp_path, folds):
