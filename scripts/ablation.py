@@ -161,8 +161,8 @@ def markdown_of(args: AblationArguments, summary: dict) -> str:
     lines = [
         f"FSDD leave-one-speaker-out, `scripts/train.py --recipe {RECIPE}` at {args.num_train_epochs:g} epochs "
         f"(the recipe trains {load_recipe(RECIPE).arguments['num_train_epochs']}), seeds {args.seeds}, folds {args.folds} "
-        f"(test speaker held out), {args.threads} torch thread(s) per run. A missing cell was not run; the "
-        "mean is over the folds a variant has.",
+        f"(test speaker held out), {args.threads} torch thread(s) per run. A missing cell was not run; a mean "
+        "over fewer folds than the table's says so.",
         "",
         "| variant | config overrides / flags | " + " | ".join(args.folds) + " | mean |",
         "|---|---|" + "---:|" * (len(args.folds) + 1),
@@ -171,7 +171,9 @@ def markdown_of(args: AblationArguments, summary: dict) -> str:
         overrides, flags = VARIANTS[variant]
         settings = " ".join(filter(None, [f"`{overrides}`" if overrides else "", f"`{' '.join(flags)}`" if flags else ""]))
         cells = [f"{100 * scores[fold]:.1f}%" if fold in scores else "-" for fold in args.folds]
-        lines.append(f"| {variant} | {settings or 'recipe'} | " + " | ".join(cells) + f" | {100 * scores['mean']:.1f}% |")
+        folds = len(scores) - 1
+        mean = f"{100 * scores['mean']:.1f}%" + (f" ({folds} of {len(args.folds)} folds)" if folds < len(args.folds) else "")
+        lines.append(f"| {variant} | {settings or 'recipe'} | " + " | ".join(cells) + f" | {mean} |")
     return "\n".join(lines) + "\n"
 
 

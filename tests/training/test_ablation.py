@@ -80,4 +80,4 @@ def test_without_training_only_finished_runs_are_tabled(tmp_path, folds):
     report = ablation.main(arguments(tmp_path, folds, "--variants", "baseline", "vtlp", "--train_missing", "false"))
     assert [(r["variant"], r["fold"]) for r in report["runs"]] == [("baseline", "george")]
     assert report["summary"] == {"baseline": {"george": 0.5, "mean": 0.5}}
-    assert "| baseline | recipe | 50.0% | - | 50.0% |" in (tmp_path / "out" / "loso.md").read_text()
+    assert "| baseline | recipe | 50.0% | - | 50.0% (1 of 2 folds) |" in (tmp_path / "out" / "loso.md").read_text()
