@@ -1,4 +1,5 @@
-"""Training-time regularisation inside the model, on its device: patchout, SpecAugment masking and mixup.
+"""Training-time regularisation inside the model, on its device: patchout, SpecAugment masking, mixup, and
+per-example filter-bank augmentation (vocal-tract-length perturbation, microphone tilt and band-stop).
 
 Each piece exists only when the config turns it on (`MeamtmModel` builds `nn.Identity` otherwise) and does
 nothing outside training, so an evaluating model runs AST's exact graph and gives bit-identical outputs.
@@ -90,15 +91,17 @@ class MeamtmSpecAugment(nn.Module):
     `(batch, max_length, num_mel_bins)` -> the same shape: per example, one band of up to `freq_mask_param`
     mel bins and one span of up to `time_mask_param` frames take the value of silence. AST masks its
     log-mel with zeros before normalising, which is also the value of its padding frames; here the
-    spectrogram is already normalised, so the mask takes the normalised zero. Identity in evaluation.
+    spectrogram is already normalised, so the mask takes the normalised zero (0 under per-clip normalisation,
+    whose padding is 0). Identity in evaluation.
     """
 
     def __init__(self, config: MeamtmConfig):
         super().__init__()
         self.freq_mask_param = config.freq_mask_param
         self.time_mask_param = config.time_mask_param
-        normalize = config.do_normalize
-        self.fill_value = -config.spectrogram_mean / (2 * config.spectrogram_std) if normalize else 0.0
+        # Silence is AST's padding value; per-clip normalisation pads with 0, the clip's mean.
+        global_normalize = config.do_normalize and config.normalization == "global"
+        self.fill_value = -config.spectrogram_mean / (2 * config.spectrogram_std) if global_normalize else 0.0
 
     def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
         if not self.training:
@@ -108,6 +111,99 @@ class MeamtmSpecAugment(nn.Module):
         time = band_masks(batch_size, num_frames, self.time_mask_param, device)
         frequency = band_masks(batch_size, num_bins, self.freq_mask_param, device)
         return spectrogram.masked_fill(time[:, :, None] | frequency[:, None, :], self.fill_value)
+
+
+# Jaitly & Hinton's VTLP warps linearly up to a boundary frequency (4800 Hz of 8000 at 16 kHz) and maps the
+# rest linearly onto what is left, so the Nyquist frequency stays in place and no band falls off the top.
+VTLP_BOUNDARY = 0.6  # of the Nyquist frequency
+
+
+def vtlp_positions(factors: torch.Tensor, num_bins: int) -> torch.Tensor:
+    """Where each FFT bin moves under VTLP, in (fractional) bins: `(batch,)` warp factors -> `(batch, num_bins)`.
+
+    Bin `k` goes to `k * factor` below the boundary `b = VTLP_BOUNDARY * nyquist * min(factor, 1) / factor`, and
+    above it along the line through `(b, b * factor)` and `(nyquist, nyquist)` (Jaitly & Hinton 2013, eq. 1).
+    A factor of 1 gives `k` exactly: the upper line is written `k + (nyquist - k) * (1 - slope)` with a slope
+    of exactly 1.
+    """
+    nyquist = num_bins - 1
+    factors = factors[:, None].float()
+    bins = torch.arange(num_bins, device=factors.device, dtype=torch.float32)[None, :]
+    image = VTLP_BOUNDARY * nyquist * factors.clamp(max=1.0)  # where the boundary lands
+    boundary = image / factors
+    slope = (nyquist - image) / (nyquist - boundary)
+    upper = bins + (nyquist - bins) * (1 - slope)
+    return torch.where(bins <= boundary, bins * factors, upper)
+
+
+def warp_filter_bank(filters: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """VTLP by the filter bank: `(freq, num_mel_bins)` or `(batch, freq, num_mel_bins)` filters and `(batch,)`
+    factors -> `(batch, freq, num_mel_bins)`, row `k` of example `i` being the filters' response at the
+    frequency bin `k` moves to (`vtlp_positions`), interpolated linearly between neighbouring bins.
+
+    The mel product `power @ filters` then adds bin `k`'s energy where a speaker with a vocal tract
+    `factor` times shorter would have had it, without resampling the audio. Gradients reach the filters.
+    """
+    if filters.dim() == 2:
+        filters = filters.expand(factors.shape[0], -1, -1)
+    num_bins = filters.shape[1]
+    positions = vtlp_positions(factors, num_bins)
+    # The bin below each position, at most the last but one, so that a position on the Nyquist bin takes
+    # weight 1 from it through the upper neighbour.
+    below = positions.floor().long().clamp_(0, num_bins - 2)
+    fraction = (positions - below)[..., None].to(filters.dtype)
+    index = below[..., None].expand(-1, -1, filters.shape[-1])
+    lower_rows, upper_rows = filters.gather(1, index), filters.gather(1, index + 1)
+    return (1 - fraction) * lower_rows + fraction * upper_rows
+
+
+class MeamtmFilterBankAugment(nn.Module):
+    """A new speaker and a new microphone per example, by changing the mel filter bank (PaSST-style, on the device).
+
+    `(batch, freq, num_mel_bins)` filter bank (the model's, expanded) -> the same shape, a different bank per
+    example, in training only; in evaluation the bank passes unchanged. Each step runs when its setting is on:
+
+    - VTLP (`vtlp_max_warp`): a warp factor uniform in `[1 - vtlp_max_warp, 1 + vtlp_max_warp]` moves the
+      frequency axis (`warp_filter_bank`), as a longer or shorter vocal tract moves formants.
+    - tilt (`mel_tilt_db`): a gain rising linearly across the filters, `t` dB from the lowest to the highest
+      with `t` uniform in `[-mel_tilt_db, mel_tilt_db]` (a brighter or duller microphone).
+    - band-stop (`mel_band_stop_width`, `mel_band_stop_db`): one band of up to `mel_band_stop_width` filters is
+      attenuated by a depth uniform in `[0, mel_band_stop_db]` dB (a notch in the microphone's response).
+
+    Gains multiply the filters' columns, so they act on the power before the log: they are offsets of the
+    log-mel that the mel floor still bounds, unlike an offset added after the log.
+    """
+
+    def __init__(self, config: MeamtmConfig):
+        super().__init__()
+        self.max_warp = float(config.vtlp_max_warp)
+        self.tilt_db = float(config.mel_tilt_db)
+        self.band_stop_width = config.mel_band_stop_width
+        self.band_stop_db = float(config.mel_band_stop_db)
+
+    def gains_db(self, batch_size: int, num_filters: int, device: torch.device) -> torch.Tensor:
+        """`(batch_size, num_filters)` power gains in dB of each example's filters (tilt and band-stop)."""
+        gains = torch.zeros(batch_size, num_filters, device=device)
+        if self.tilt_db > 0:
+            tilt = (2 * torch.rand(batch_size, 1, device=device) - 1) * self.tilt_db
+            gains = gains + tilt * torch.linspace(-0.5, 0.5, num_filters, device=device)
+        if self.band_stop_width > 0:
+            band = band_masks(batch_size, num_filters, self.band_stop_width + 1, device)
+            gains = gains - band * torch.rand(batch_size, 1, device=device) * self.band_stop_db
+        return gains
+
+    def forward(self, filters: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return filters
+        batch_size, _, num_filters = filters.shape
+        device = filters.device
+        if self.max_warp > 0:
+            factors = 1 + (2 * torch.rand(batch_size, device=device) - 1) * self.max_warp
+            filters = warp_filter_bank(filters, factors)
+        if self.tilt_db > 0 or self.band_stop_width > 0:
+            gains = torch.pow(10.0, self.gains_db(batch_size, num_filters, device) / 10)
+            filters = filters * gains[:, None, :].to(filters.dtype)
+        return filters
 
 
 @dataclass
@@ -215,4 +311,4 @@ def problem_type_of(config, labels: torch.Tensor) -> str:
     return "multi_label_classification"
 
 
-__all__ = ["MeamtmMixing", "MeamtmMixup", "MeamtmPatchout", "MeamtmSpecAugment"]
+__all__ = ["MeamtmFilterBankAugment", "MeamtmMixing", "MeamtmMixup", "MeamtmPatchout", "MeamtmSpecAugment"]

@@ -28,6 +28,12 @@ class MeamtmConfig(PreTrainedConfig):
         do_normalize (`bool`, defaults to `True`): map log-mel `x` to `(x - spectrogram_mean) / (2 * spectrogram_std)`.
         spectrogram_mean (`float`, defaults to -4.2677393) / spectrogram_std (`float`, defaults to 4.5689974):
             AudioSet statistics, as in `ASTFeatureExtractor`.
+        normalization (`str`, defaults to `"global"`): which mean `do_normalize` removes. `"global"` is AST's
+            `spectrogram_mean` (converted AST checkpoints keep it). `"per_clip"` removes each mel band's mean over
+            the clip's real frames (padding frames excluded), cepstral mean normalisation on the log-mel: a fixed
+            microphone or room response and the recording level, which are offsets of the log-mel, cancel. The
+            result is still divided by `2 * spectrogram_std` (one scale for every band: a per-band standard
+            deviation over a short clip is noisy and would blow up near-silent bands); padding frames are 0.
         trainable_stft (`bool`, defaults to `False`): make the (folded) STFT kernels parameters.
         trainable_mel (`bool`, defaults to `False`): make the mel filter bank a parameter.
         stft_backend (`str`, defaults to `"auto"`): `"conv"` runs nnAudio's STFT convolution; `"fft"` computes
@@ -82,6 +88,17 @@ class MeamtmConfig(PreTrainedConfig):
         mixup_probability (`float`, defaults to 1.0): fraction of examples that are mixed (AST: 0.5).
         mixup_level (`str`, defaults to `"spectrogram"`): mix the normalised log-mels (PaSST) or the waveforms
             before the frontend (`"waveform"`, AST).
+        vtlp_max_warp (`float`, defaults to 0.0): vocal-tract-length perturbation (Jaitly & Hinton 2013) by the mel
+            filter bank: each example's frequency axis is warped by a factor uniform in
+            `[1 - vtlp_max_warp, 1 + vtlp_max_warp]` (0.1: 0.9-1.1), linearly up to 0.6 of the Nyquist frequency
+            and onto what is left above it. 0 disables it.
+        mel_tilt_db (`float`, defaults to 0.0): each example's filters get a gain rising linearly from the lowest to
+            the highest filter by `t` dB, `t` uniform in `[-mel_tilt_db, mel_tilt_db]` (a microphone's tilt). 0 disables it.
+        mel_band_stop_width (`int`, defaults to 0) / mel_band_stop_db (`float`, defaults to 20.0): each example has one
+            band of up to `mel_band_stop_width` adjacent filters attenuated by a depth uniform in
+            `[0, mel_band_stop_db]` dB (a notch in a microphone's response). Width 0 disables it.
+            VTLP, tilt and band-stop change the filter bank per example (`(batch, freq, num_mel_bins)`), in training
+            only; the frontend then takes the dense mel product.
 
     Derived values (`num_samples`, `num_frames_of`, `patch_grid`, `num_patch_columns_of`, `num_frames_of_columns`,
     `patchout_dropped`, `patchout_dropped_for`, `num_training_patches`) are properties or methods, never stored.
@@ -102,6 +119,7 @@ class MeamtmConfig(PreTrainedConfig):
     remove_dc_offset: bool = True
     mel_floor: float | int = 1.1920929e-07
     do_normalize: bool = True
+    normalization: str = "global"
     spectrogram_mean: float | int = -4.2677393
     spectrogram_std: float | int = 4.5689974
     trainable_stft: bool = False
@@ -140,6 +158,10 @@ class MeamtmConfig(PreTrainedConfig):
     mixup_alpha: float | int = 0.0
     mixup_probability: float | int = 1.0
     mixup_level: str = "spectrogram"
+    vtlp_max_warp: float | int = 0.0
+    mel_tilt_db: float | int = 0.0
+    mel_band_stop_width: int = 0
+    mel_band_stop_db: float | int = 20.0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -218,6 +240,10 @@ class MeamtmConfig(PreTrainedConfig):
         return any(self.patchout_dropped)
 
     @property
+    def uses_filter_bank_augment(self) -> bool:
+        return self.vtlp_max_warp > 0 or self.mel_tilt_db > 0 or self.mel_band_stop_width > 0
+
+    @property
     def num_training_patches(self) -> int:
         """Patch tokens per example in training, after patchout (`num_patches` without it)."""
         frequency, time = self.patch_grid
@@ -273,6 +299,16 @@ class MeamtmConfig(PreTrainedConfig):
             raise ValueError(f"mel_scale={self.mel_scale!r} is not one of 'kaldi', 'htk', 'slaney'.")
         if self.stft_backend not in ("auto", "conv", "fft"):
             raise ValueError(f"stft_backend={self.stft_backend!r} is not one of 'auto', 'conv', 'fft'.")
+        if self.normalization not in ("global", "per_clip"):
+            raise ValueError(
+                f"normalization={self.normalization!r} is not one of 'global' (AST's mean) or 'per_clip' (each "
+                "band's mean over the clip)."
+            )
+        if self.normalization == "per_clip" and not self.do_normalize:
+            raise ValueError(
+                "normalization='per_clip' with do_normalize=False normalises nothing: set do_normalize=True, or "
+                "leave normalization='global'."
+            )
         if self.stft_precision not in ("float32", "float64"):
             raise ValueError(f"stft_precision={self.stft_precision!r} is not one of 'float32', 'float64'.")
         if self.stft_backend == "fft" and self.trainable_stft:
@@ -327,6 +363,23 @@ class MeamtmConfig(PreTrainedConfig):
             raise ValueError(f"mixup_probability={self.mixup_probability} must be in (0, 1].")
         if self.mixup_level not in ("waveform", "spectrogram"):
             raise ValueError(f"mixup_level={self.mixup_level!r} is not one of 'waveform', 'spectrogram'.")
+        if not 0 <= self.vtlp_max_warp < 1:
+            raise ValueError(
+                f"vtlp_max_warp={self.vtlp_max_warp} must be in [0, 1): warp factors are drawn in [1 - v, 1 + v] "
+                "and must stay positive (Jaitly & Hinton use about 0.1; 0 turns VTLP off)."
+            )
+        if self.mel_tilt_db < 0:
+            raise ValueError(f"mel_tilt_db={self.mel_tilt_db} must be >= 0 (0 turns the tilt off).")
+        if not 0 <= self.mel_band_stop_width <= self.num_mel_bins:
+            raise ValueError(
+                f"mel_band_stop_width={self.mel_band_stop_width} must be between 0 (off) and num_mel_bins="
+                f"{self.num_mel_bins}."
+            )
+        if self.mel_band_stop_width > 0 and self.mel_band_stop_db <= 0:
+            raise ValueError(
+                f"mel_band_stop_width={self.mel_band_stop_width} with mel_band_stop_db={self.mel_band_stop_db} "
+                "attenuates nothing: give a positive depth in dB, or set mel_band_stop_width=0."
+            )
         for name, size_name in (("freq_mask_param", "num_mel_bins"), ("time_mask_param", "max_length")):
             value, size = getattr(self, name), getattr(self, size_name)
             if not 0 <= value <= size:

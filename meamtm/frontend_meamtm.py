@@ -20,6 +20,7 @@ from nnAudio.features import STFT
 from torch import nn
 from transformers.audio_utils import mel_filter_bank, window_function
 
+from .augmentation_meamtm import MeamtmFilterBankAugment
 from .configuration_meamtm import MeamtmConfig
 
 
@@ -71,7 +72,12 @@ class MeamtmFrontend(nn.Module):
 
     `lengths` `(batch,)` gives each clip's true number of samples in a zero-padded batch: frames that reach
     past it become padding frames, exactly as `ASTFeatureExtractor` pads a short clip, so a clip gives the
-    same features alone or in a batch.
+    same features alone or in a batch. With `config.normalization == "per_clip"` each band's mean over those
+    real frames is removed and padding frames are 0.
+
+    In training with filter-bank augmentation (`config.uses_filter_bank_augment`), each example gets its own
+    mel filter bank (`MeamtmFilterBankAugment`, `(batch, freq, num_mel_bins)`) and the mel product is a batched
+    dense one; otherwise `filter_bank_augment` is `nn.Identity` and every path is the plain one.
 
     `num_frames` is `max_length` with `config.padding_mode="max_length"` (AST). With `"longest"` it is the
     frames of the whole patch columns that hold the batch's longest clip (`output_frames`), the longest clip
@@ -121,6 +127,9 @@ class MeamtmFrontend(nn.Module):
         else:
             self.register_buffer("mel_filters", mel, persistent=False)
         self.register_buffer("window", torch.zeros(config.win_length, dtype=stft_dtype), persistent=False)
+        self.filter_bank_augment = (
+            MeamtmFilterBankAugment(config) if config.uses_filter_bank_augment else nn.Identity()
+        )
         self.reset_kernels()
 
     def kernels(self) -> dict[str, torch.Tensor]:
@@ -208,6 +217,7 @@ class MeamtmFrontend(nn.Module):
             num_frames, output_frames = self.longest_frames(waveforms.shape[-1])
         # AST pads missing frames with zeros, then normalises.
         padding_value = self._normalize(0.0)
+        per_example_filters = self.training and isinstance(self.filter_bank_augment, MeamtmFilterBankAugment)
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
             # Stored mel-major, (batch, num_mel_bins, num_frames), and returned as its transpose: the patch
             # embedding reads it as a (frequency, time) image, and the sparse mel product writes it that way.
@@ -217,36 +227,63 @@ class MeamtmFrontend(nn.Module):
             if num_frames > 0:
                 # Samples past the last frame that fits in `max_length` never reach the output.
                 waveforms = waveforms[:, : (num_frames - 1) * config.hop_length + config.win_length]
+                filters = self.mel_filters
+                if per_example_filters:
+                    filters = self.filter_bank_augment(filters.float().expand(batch_size, -1, -1))
                 if self.backend_for(waveforms) == "conv":
-                    output[:, :num_frames] = self._log_mel(self._power_conv(waveforms))
+                    output[:, :num_frames] = self._log_mel(self._power_conv(waveforms), filters)
                 elif torch.compiler.is_compiling() or torch.jit.is_tracing():
                     # One piece while tracing: a loop over pieces would fix the batch size in the graph.
-                    output[:, :num_frames] = self._log_mel(power_of(self._squares_fft(waveforms)))
+                    output[:, :num_frames] = self._log_mel(power_of(self._squares_fft(waveforms)), filters)
                 else:
-                    # Filters that learn take the dense product, so every entry gets a gradient.
+                    # Filters that learn or differ per example take the dense product (every entry gets a gradient).
                     learning = self.mel_filters.requires_grad and torch.is_grad_enabled()
-                    sparse_filters = None if learning else self._sparse_mel_filters()
+                    sparse_filters = None if learning or per_example_filters else self._sparse_mel_filters()
                     for clips, frames in self._fft_pieces(batch_size, num_frames):
                         samples = slice(frames.start * config.hop_length, (frames.stop - 1) * config.hop_length + config.win_length)
                         squares = self._squares_fft(waveforms[clips, samples])
                         if sparse_filters is None:
-                            output[clips, frames] = self._log_mel(power_of(squares))
+                            piece_filters = filters[clips] if per_example_filters else filters
+                            output[clips, frames] = self._log_mel(power_of(squares), piece_filters)
                         else:
                             output[clips, frames] = self._log_mel_sparse(squares, sparse_filters)
             if lengths is not None:
                 frames_per_clip = torch.div(lengths - config.win_length, config.hop_length, rounding_mode="floor") + 1
                 is_padding = torch.arange(output_frames, device=output.device)[None, :] >= frames_per_clip[:, None]
-                output.masked_fill_(is_padding[..., None], padding_value)  # in place: keeps the mel-major layout
+                # Out of place, on the mel-major tensor: `masked_fill_` on this transposed view, once slices of it
+                # were written from tensors that need a gradient, fails autograd's leaf check.
+                output = output.transpose(1, 2).masked_fill(is_padding[:, None, :], padding_value).transpose(1, 2)
+            if config.do_normalize and config.normalization == "per_clip":
+                real_frames = torch.full((batch_size,), num_frames, device=output.device)
+                if lengths is not None:
+                    real_frames = frames_per_clip.clamp(0, num_frames)
+                output = self._remove_clip_means(output, real_frames)
         return output
+
+    @staticmethod
+    def _remove_clip_means(output: torch.Tensor, real_frames: torch.Tensor) -> torch.Tensor:
+        """Per-clip normalisation: `(batch, num_frames, num_mel_bins)` globally normalised log-mel and `(batch,)`
+        numbers of real frames -> each band minus its mean over the clip's real frames, padding frames 0, in the
+        same (mel-major) layout.
+
+        The global normalisation is affine, so removing the mean of its output removes the clip's log-mel mean
+        and keeps AST's `1 / (2 * spectrogram_std)` scale.
+        """
+        mel_major = output.transpose(1, 2)  # (batch, num_mel_bins, num_frames), contiguous
+        is_real = (torch.arange(mel_major.shape[-1], device=output.device)[None, :] < real_frames[:, None])[:, None, :]
+        count = real_frames.clamp(min=1).to(output.dtype)[:, None, None]
+        means = torch.where(is_real, mel_major, 0.0).sum(dim=-1, keepdim=True) / count
+        return (mel_major - means).masked_fill(~is_real, 0.0).transpose(1, 2)
 
     def _normalize(self, log_mel):
         if not self.config.do_normalize:
             return log_mel
         return (log_mel - self.config.spectrogram_mean) / (2 * self.config.spectrogram_std)
 
-    def _log_mel(self, power: torch.Tensor) -> torch.Tensor:
-        """Power `(batch, frames, freq)` -> float32 normalised log-mel `(batch, frames, num_mel_bins)`."""
-        mel = torch.matmul(power.float(), self.mel_filters.float())
+    def _log_mel(self, power: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
+        """Power `(batch, frames, freq)` and filters `(freq, num_mel_bins)` (one bank) or `(batch, freq,
+        num_mel_bins)` (one per example) -> float32 normalised log-mel `(batch, frames, num_mel_bins)`."""
+        mel = torch.matmul(power.float(), filters.float())
         return self._normalize(mel.clamp_min_(self.config.mel_floor).log_())
 
     def _sparse_mel_filters(self) -> torch.Tensor:

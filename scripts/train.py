@@ -100,6 +100,9 @@ class DataTrainingArguments:
     noise_snr_db: float = field(default=0.0, metadata={"help": "Training augmentation: white noise at SNR N..N+20 dB."})
     speed: float = field(default=0.0, metadata={"help": "Training augmentation: speed factor in [1-N, 1+N]."})
     tilt: float = field(default=0.0, metadata={"help": "Training augmentation: spectral tilt x[n] - a x[n-1], |a| <= N."})
+    reverb_s: float = field(
+        default=0.0, metadata={"help": "Training augmentation: half the clips reverberated, RT60 in [N/4, N] seconds."}
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded data and models are stored."})
 
     @property
@@ -108,7 +111,7 @@ class DataTrainingArguments:
 
     @property
     def augmentation(self) -> WaveformAugmentation:
-        return WaveformAugmentation(self.gain_db, self.shift_s, self.noise_snr_db, self.speed, self.tilt)
+        return WaveformAugmentation(self.gain_db, self.shift_s, self.noise_snr_db, self.speed, self.tilt, self.reverb_s)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Patchout, SpecAugment and mixup: active only in training, per example, on the input's device."""
+"""Patchout, SpecAugment, mixup and filter-bank augmentation: active only in training, per example, on the input's
+device."""
 
 import pytest
 import torch
@@ -6,7 +7,16 @@ from torch import nn
 from transformers.testing_utils import CaptureLogger
 
 from meamtm import MeamtmConfig, MeamtmForAudioClassification
-from meamtm.augmentation_meamtm import MeamtmMixing, MeamtmMixup, MeamtmPatchout, MeamtmSpecAugment
+from meamtm.augmentation_meamtm import (
+    MeamtmFilterBankAugment,
+    MeamtmMixing,
+    MeamtmMixup,
+    MeamtmPatchout,
+    MeamtmSpecAugment,
+    vtlp_positions,
+    warp_filter_bank,
+)
+from meamtm.frontend_meamtm import MeamtmFrontend
 from meamtm.modeling_meamtm import logger as modeling_logger
 
 from .conftest import tiny_config
@@ -265,6 +275,10 @@ def test_gradient_checkpointing_with_patchout_gives_the_same_gradients():
         (dict(mixup_alpha=-0.3), "mixup_alpha=-0.3 must be >= 0"),
         (dict(mixup_probability=0.0), "mixup_probability=0.0"),
         (dict(mixup_level="label"), "mixup_level='label'"),
+        (dict(vtlp_max_warp=1.0), "vtlp_max_warp=1.0 must be in [0, 1)"),
+        (dict(mel_tilt_db=-3), "mel_tilt_db=-3 must be >= 0"),
+        (dict(mel_band_stop_width=40), "mel_band_stop_width=40 must be between 0 (off) and num_mel_bins=32"),
+        (dict(mel_band_stop_width=4, mel_band_stop_db=0), "attenuates nothing"),
     ],
 )
 def test_invalid_augmentation_settings_raise_value_error(overrides, message):
@@ -277,3 +291,95 @@ def test_ast_base_patchout_geometry():
     config = MeamtmConfig(patchout_frequency=1 / 3, patchout_time=0.4)
     assert config.patchout_dropped == (4, 40, 0)
     assert config.num_training_patches == 8 * 61 == 488
+
+
+FILTER_BANK_AUGMENTED = dict(vtlp_max_warp=0.1, mel_tilt_db=10, mel_band_stop_width=6)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(vtlp_max_warp=0.1), dict(mel_tilt_db=10), dict(mel_band_stop_width=6), FILTER_BANK_AUGMENTED],
+)
+def test_filter_bank_augment_gives_each_example_its_own_bank_in_training_only(overrides):
+    config = tiny_config(**overrides)
+    augment = MeamtmFilterBankAugment(config).train()
+    filters = MeamtmFrontend(config).mel_filters.expand(8, -1, -1)
+    banks = augment(filters)
+    assert banks.shape == filters.shape and torch.isfinite(banks).all()
+    assert all(not torch.equal(banks[0], bank) for bank in banks[1:])  # a draw per example
+    assert augment.eval()(filters) is filters
+    torch.manual_seed(3)
+    first = augment.train()(filters)
+    torch.manual_seed(3)
+    torch.testing.assert_close(augment(filters), first, atol=0, rtol=0)  # deterministic under a seed
+
+
+def test_filter_bank_augment_draws_on_the_filters_device():
+    config = tiny_config(**FILTER_BANK_AUGMENTED)
+    on_meta = MeamtmFilterBankAugment(config).train()(torch.empty(2, 257, config.num_mel_bins, device="meta"))
+    assert on_meta.device.type == "meta" and on_meta.shape == (2, 257, config.num_mel_bins)
+
+
+def test_vtlp_keeps_the_ends_of_the_frequency_axis_and_is_monotonic():
+    factors = torch.tensor([0.9, 0.95, 1.0, 1.05, 1.1])
+    positions = vtlp_positions(factors, 257)
+    assert torch.equal(positions[2], torch.arange(257, dtype=torch.float32))  # factor 1: exactly in place
+    assert (positions[:, 0] == 0).all()
+    torch.testing.assert_close(positions[:, -1], torch.full((5,), 256.0))  # the Nyquist bin stays
+    assert (positions.diff(dim=1) > 0).all()
+    low = slice(0, 100)  # below the boundary (0.6 of Nyquist, shrunk by the factor) the warp is linear
+    torch.testing.assert_close(positions[:, low], factors[:, None] * torch.arange(100.0))
+
+
+def test_vtlp_moves_a_filter_by_the_warp_factor():
+    """A bin at frequency f counts toward the filter centred at about factor * f."""
+    config = tiny_config(num_mel_bins=32)
+    filters = MeamtmFrontend(config).mel_filters
+    warped = warp_filter_bank(filters, torch.tensor([1.0, 1.1]))
+    torch.testing.assert_close(warped[0], filters, atol=0, rtol=0)
+    band = 20
+    centre = (filters[:, band] * torch.arange(257.0)).sum() / filters[:, band].sum()
+    moved = (warped[1, :, band] * torch.arange(257.0)).sum() / warped[1, :, band].sum()
+    assert moved == pytest.approx(centre.item() / 1.1, rel=0.02)
+
+
+def test_filter_gains_tilt_and_band_stop_stay_within_their_bounds():
+    augment = MeamtmFilterBankAugment(tiny_config(mel_tilt_db=10)).train()
+    gains = augment.gains_db(64, 32, torch.device("cpu"))
+    spans = gains[:, -1] - gains[:, 0]
+    assert (spans.abs() <= 10).all() and (spans > 0).any() and (spans < 0).any()
+    torch.testing.assert_close(gains.diff(dim=1), spans[:, None].expand(-1, 31) / 31)  # linear across filters
+    notch = MeamtmFilterBankAugment(tiny_config(mel_band_stop_width=6, mel_band_stop_db=20)).train()
+    gains = notch.gains_db(64, 32, torch.device("cpu"))
+    assert (gains <= 0).all() and (gains >= -20).all()
+    stopped = gains < 0
+    assert (stopped.sum(1) <= 6).all() and stopped.any()
+    for row in stopped:  # one contiguous band
+        if row.any():
+            start = int(row.float().argmax())
+            assert row[start : start + int(row.sum())].all()
+
+
+def test_filter_bank_augment_disappears_when_off_and_evaluation_is_bit_identical():
+    plain = classifier().eval()
+    augmented = classifier(**FILTER_BANK_AUGMENTED)
+    assert isinstance(plain.meamtm.frontend.filter_bank_augment, nn.Identity)
+    assert isinstance(augmented.meamtm.frontend.filter_bank_augment, MeamtmFilterBankAugment)
+    assert plain.state_dict().keys() == augmented.state_dict().keys()
+    augmented.load_state_dict(plain.state_dict())
+    inputs, labels = waveforms(), torch.tensor([0, 1, 2, 1])
+    augmented.train()(inputs, labels=labels).loss.backward()
+    augmented.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(augmented(inputs).logits, plain(inputs).logits, atol=0, rtol=0)
+        assert not torch.equal(augmented.train()(inputs).logits, plain(inputs).logits)
+
+
+@pytest.mark.parametrize("backend", ["conv", "fft"])
+def test_training_with_filter_bank_augment_has_finite_gradients_on_both_back_ends(backend):
+    model = classifier(stft_backend=backend, trainable_mel=True, **FILTER_BANK_AUGMENTED).train()
+    inputs = torch.cat([waveforms(3), torch.zeros(1, 9000)])  # digital silence included
+    model(inputs, labels=torch.tensor([0, 1, 2, 1])).loss.backward()
+    gradients = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in gradients)
+    assert model.meamtm.frontend.mel_filters.grad.abs().sum() > 0

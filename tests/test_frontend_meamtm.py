@@ -118,7 +118,7 @@ def test_sparse_mel_product_equals_the_dense_one():
     frontend = MeamtmFrontend(tiny_config())
     squares = torch.rand(2, 7, frontend.mel_filters.shape[0], 2) ** 4 * 100
     sparse = frontend._log_mel_sparse(squares, frontend._sparse_mel_filters())
-    torch.testing.assert_close(sparse, frontend._log_mel(power_of(squares)), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(sparse, frontend._log_mel(power_of(squares), frontend.mel_filters), rtol=1e-6, atol=1e-6)
     assert frontend._sparse_mel_filters()._nnz() == int((frontend.mel_filters != 0).sum())
 
 
@@ -212,3 +212,81 @@ def test_stays_in_its_precision_under_autocast_and_half(dtype):
     frontend.to(dtype)
     assert frontend.stft.wcos.dtype == torch.float64 and frontend.mel_filters.dtype == torch.float32
     torch.testing.assert_close(frontend(waveform), reference)
+
+
+@pytest.mark.parametrize("piece_frames", [7, 200])
+def test_per_example_filter_banks_give_the_same_features_on_every_back_end_and_tiling(monkeypatch, piece_frames):
+    """In training with filter-bank augmentation the mel product is batched; the FFT back end's pieces take
+    their clips' banks, so any tiling gives the conv result of the same draw."""
+    from meamtm import frontend_meamtm
+
+    augmentation = dict(vtlp_max_warp=0.1, mel_tilt_db=10, mel_band_stop_width=6)
+    monkeypatch.setattr(frontend_meamtm, "FFT_PIECE_BYTES", piece_frames * 512 * 8)
+    waveform = torch.randn(5, 12_000) * torch.logspace(-3, 0, 5)[:, None]
+    lengths = torch.tensor([12_000, 11_000, 4_000, 400, 12_000])
+    features = {}
+    for backend in ("conv", "fft"):
+        torch.manual_seed(7)
+        features[backend] = MeamtmFrontend(tiny_config(stft_backend=backend, **augmentation)).train()(waveform, lengths)
+    torch.testing.assert_close(features["fft"], features["conv"], atol=1e-5, rtol=0)
+    plain = MeamtmFrontend(tiny_config())(waveform, lengths)
+    assert not torch.allclose(features["fft"], plain)
+    assert features["fft"].transpose(1, 2).is_contiguous()
+
+
+def test_per_clip_normalisation_ignores_padding_alone_or_in_a_batch():
+    config = tiny_config(normalization="per_clip")
+    frontend = MeamtmFrontend(config)
+    clip = torch.randn(5_000) * 0.2
+    batch = torch.randn(3, 15_000) * 0.2
+    batch[0] = 0
+    batch[0, :5_000] = clip
+    batch[1, 5_000:] = 0.7  # loud padding that the mask excludes
+    lengths = torch.tensor([5_000, 5_000, 15_000])
+    with torch.no_grad():
+        in_batch = frontend(batch, lengths)
+        alone = frontend(clip[None])[0]
+    torch.testing.assert_close(in_batch[0], alone, atol=1e-5, rtol=0)
+    frames = config.num_frames_of(5_000)
+    assert torch.all(alone[frames:] == 0) and torch.all(in_batch[1, frames:] == 0)
+    torch.testing.assert_close(alone[:frames].mean(0), torch.zeros(config.num_mel_bins), atol=1e-5, rtol=0)
+    with torch.no_grad():
+        unmasked = frontend(batch[1:2])[0]  # without its mask, the loud tail counts: a different mean
+    assert not torch.allclose(unmasked[:frames], in_batch[1, :frames], atol=1e-3)
+
+
+def test_per_clip_normalisation_is_the_global_one_minus_the_clip_mean_and_cancels_the_level():
+    waveform = torch.randn(2, 12_000) * 0.2
+    lengths = torch.tensor([12_000, 6_000])
+    config = tiny_config(normalization="per_clip")
+    with torch.no_grad():
+        per_clip = MeamtmFrontend(config)(waveform, lengths)
+        global_ = MeamtmFrontend(tiny_config())(waveform, lengths)
+        quieter = MeamtmFrontend(config)(waveform * 0.1, lengths)  # a level change: the same features
+    frames = [config.num_frames_of(length) for length in (12_000, 6_000)]
+    for row, count in enumerate(frames):
+        real = global_[row, :count]
+        torch.testing.assert_close(per_clip[row, :count], real - real.mean(0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(quieter, per_clip, atol=1e-4, rtol=0)
+    assert per_clip.transpose(1, 2).is_contiguous()
+
+
+def test_per_clip_normalisation_has_finite_gradients_on_silence():
+    frontend = MeamtmFrontend(tiny_config(normalization="per_clip", trainable_mel=True))
+    waveform = torch.cat([torch.zeros(1, 9_000), torch.randn(1, 9_000)]).requires_grad_()
+    frontend(waveform, torch.tensor([9_000, 3_000])).square().sum().backward()
+    assert torch.isfinite(waveform.grad).all() and torch.isfinite(frontend.mel_filters.grad).all()
+
+
+def test_normalisation_setting_is_checked():
+    with pytest.raises(ValueError, match="normalization='clip' is not one of"):
+        tiny_config(normalization="clip")
+    with pytest.raises(ValueError, match="do_normalize=False normalises nothing"):
+        tiny_config(normalization="per_clip", do_normalize=False)
+
+
+def test_trainable_mel_filters_learn_with_padding_masks():
+    """Padding frames are written after the mel product; with filters that learn, their gradients stay finite."""
+    frontend = MeamtmFrontend(tiny_config(trainable_mel=True))
+    frontend(torch.randn(2, 9_000), torch.tensor([9_000, 3_000])).sum().backward()
+    assert torch.isfinite(frontend.mel_filters.grad).all() and frontend.mel_filters.grad.abs().sum() > 0

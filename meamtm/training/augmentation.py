@@ -1,4 +1,5 @@
-"""Waveform augmentation for training: random gain, delay, noise, speed and spectral tilt, drawn per clip.
+"""Waveform augmentation for training: random gain, delay, noise, speed, spectral tilt and reverberation, drawn
+per clip.
 
 It runs in the data loader on each decoded clip, before cropping (`meamtm.training.collate`), with a generator
 seeded per (seed, epoch, clip), so runs are reproducible. Augmentation of the log-mel (SpecAugment, patchout,
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-from scipy.signal import resample_poly
+from scipy.signal import fftconvolve, resample_poly
 
 # Speed factors are rounded to fractions with at most this denominator (steps of under 1/64 near 1), which keeps
 # the polyphase filter short (its length grows with the larger of the two factors).
@@ -31,6 +32,23 @@ def change_speed(wave: np.ndarray, factor: float) -> np.ndarray:
     return resample_poly(wave, ratio.denominator, ratio.numerator).astype(np.float32)
 
 
+def room_impulse_response(rng: np.random.Generator, rt60_s: float, sampling_rate: int) -> np.ndarray:
+    """A synthetic room impulse response `(rt60_s * sampling_rate,)` float32: a unit direct path, then Gaussian
+    noise whose envelope decays by 60 dB over `rt60_s` seconds (the exponential tail of a diffuse room)."""
+    length = max(2, int(rt60_s * sampling_rate))
+    time_s = np.arange(length) / sampling_rate
+    response = rng.standard_normal(length) * 10 ** (-3 * time_s / rt60_s) * 0.1
+    response[0] = 1.0
+    return response.astype(np.float32)
+
+
+def reverberate(wave: np.ndarray, response: np.ndarray) -> np.ndarray:
+    """`(num_samples,)` wave convolved with a room impulse response (by FFT), cut to its length, RMS kept."""
+    wet = fftconvolve(wave, response)[: len(wave)]
+    scale = np.sqrt(np.mean(np.square(wave, dtype=np.float64)) / (np.mean(np.square(wet, dtype=np.float64)) + 1e-20))
+    return (wet * scale).astype(np.float32)
+
+
 @dataclass
 class WaveformAugmentation:
     """Random waveform changes applied in training, each off at 0.
@@ -45,6 +63,9 @@ class WaveformAugmentation:
     tilt: random spectral tilt, the first-order filter `y[n] = x[n] - a x[n - 1]` with `a` uniform in
         [-tilt, tilt]: gain `1 - a` at 0 Hz and `1 + a` at the Nyquist frequency (0.5: up to +-9.5 dB between
         them), as different microphones and rooms tilt a voice's spectrum.
+    reverb_s: with probability 1/2, reverberation: the clip is convolved with a synthetic room impulse response
+        (the direct path, then Gaussian noise decaying by 60 dB over a reverberation time RT60 uniform in
+        [reverb_s / 4, reverb_s] seconds), kept at the clip's length and RMS. Needs `sampling_rate`.
     """
 
     gain_db: float = 0.0
@@ -52,13 +73,19 @@ class WaveformAugmentation:
     noise_snr_db: float = 0.0
     speed: float = 0.0
     tilt: float = 0.0
+    reverb_s: float = 0.0
 
-    def apply(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def apply(self, wave: np.ndarray, rng: np.random.Generator, sampling_rate: int | None = None) -> np.ndarray:
+        """`(num_samples,)` float32 wave -> the augmented wave, float32 in [-1, 1] (its length changes with `speed`)."""
         if self.speed > 0:
             wave = change_speed(wave, rng.uniform(1 - self.speed, 1 + self.speed))
         if self.tilt > 0 and len(wave) > 1:
             coefficient = np.float32(rng.uniform(-self.tilt, self.tilt))
             wave = np.concatenate((wave[:1], wave[1:] - coefficient * wave[:-1]))
+        if self.reverb_s > 0 and rng.random() < 0.5:
+            if sampling_rate is None:
+                raise ValueError(f"reverb_s={self.reverb_s} needs the waves' sampling_rate: pass it to apply().")
+            wave = reverberate(wave, room_impulse_response(rng, rng.uniform(self.reverb_s / 4, self.reverb_s), sampling_rate))
         if self.gain_db > 0:
             wave = wave * np.float32(10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20))
         if self.noise_snr_db > 0 and rng.random() < 0.5:
@@ -69,4 +96,4 @@ class WaveformAugmentation:
         return np.clip(wave, -1.0, 1.0).astype(np.float32)
 
 
-__all__ = ["WaveformAugmentation", "change_speed"]
+__all__ = ["WaveformAugmentation", "change_speed", "reverberate", "room_impulse_response"]

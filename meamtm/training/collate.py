@@ -147,7 +147,7 @@ class AudioTransform:
                 key = _clip_key(value if isinstance(value, dict) else {"path": value})
                 rng = np.random.default_rng([self.seed, self.epoch, key])
                 if self.augmentation is not None:
-                    wave = self.augmentation.apply(wave, rng)
+                    wave = self.augmentation.apply(wave, rng, self.sampling_rate)
             window, mask = self.crop(wave, rng)
             values.append(window)
             masks.append(mask)

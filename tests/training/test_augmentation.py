@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from meamtm.training.augmentation import WaveformAugmentation, change_speed
+from meamtm.training.augmentation import WaveformAugmentation, change_speed, room_impulse_response
 
 
 def test_speed_changes_the_length():
@@ -40,3 +40,29 @@ def test_speed_up_filters_what_would_pass_nyquist_instead_of_aliasing():
     peak = np.fft.rfftfreq(len(slower) - 400, 1 / rate)[np.argmax(spectrum)]
     assert peak == pytest.approx(450, abs=3)
     assert change_speed(low, 1.0) is low
+
+
+def test_reverb_keeps_length_and_level_and_adds_a_decaying_tail():
+    rate = 8000
+    impulse = np.zeros(4000, dtype=np.float32)
+    impulse[100] = 0.5
+    reverberated = [WaveformAugmentation(reverb_s=0.4).apply(impulse, np.random.default_rng(s), rate) for s in range(20)]
+    changed = [wave for wave in reverberated if not np.array_equal(wave, impulse)]
+    assert 3 <= len(changed) <= 17  # about half of the clips
+    for wave in changed:
+        assert wave.shape == impulse.shape and wave.dtype == np.float32 and np.isfinite(wave).all()
+        assert np.sqrt(np.mean(wave**2)) == pytest.approx(np.sqrt(np.mean(impulse**2)), rel=1e-3)
+        assert np.abs(wave[:100]).max() < 1e-6  # causal: nothing before the sound (FFT round-off only)
+        tail = wave[101:]
+        early, late = np.abs(tail[:200]).mean(), np.abs(tail[-500:]).mean()
+        assert early > 0 and late < early  # the room's tail decays
+    response = room_impulse_response(np.random.default_rng(0), 0.3, rate)
+    assert response.shape == (2400,) and response[0] == 1
+    envelope = np.abs(response[1:2396]).reshape(5, 479).mean(1)  # 5 stretches of 60 ms
+    assert np.all(np.diff(envelope) < 0)
+
+
+def test_reverb_needs_the_sampling_rate():
+    with pytest.raises(ValueError, match="reverb_s=0.4 needs the waves' sampling_rate"):
+        for seed in range(10):  # reverberated with probability 1/2
+            WaveformAugmentation(reverb_s=0.4).apply(np.ones(1000, dtype=np.float32), np.random.default_rng(seed))

@@ -1,0 +1,198 @@
+#!/usr/bin/env python
+"""Leave-one-speaker-out ablation: the FSDD recipe per fold and variant, through `scripts/train.py`.
+
+    python scripts/fsdd_folds.py --output_dir fsdd-folds
+    python scripts/ablation.py --folds george jackson --variants baseline vtlp per_clip vtlp+per_clip \
+        --num_train_epochs 20 --parallel 2
+
+Every run is `scripts/train.py --recipe fsdd` (`meamtm/training/recipes/fsdd.json`) on one fold's CSVs
+(`scripts/fsdd_folds.py`: train on four speakers, test on all clips of the fifth), plus the variant's config
+overrides and flags, which come last and win. Runs are separate processes (`--threads` torch threads each, at
+most `--parallel` at once); a run whose folder already holds `eval_results.json` is read, not trained again,
+so an interrupted ablation resumes. Every run, and each variant's per-fold and mean accuracy, go to
+`<results>.json` and `<results>.md`, with the epochs and seeds they used.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import train  # noqa: E402  (scripts/train.py)
+from meamtm.training.recipes import load_recipe  # noqa: E402
+
+
+RECIPE = "fsdd"
+
+
+# name -> (config overrides added to the recipe's, extra train.py flags)
+VARIANTS = {
+    "baseline": ("", []),
+    "vtlp": ("vtlp_max_warp=0.1", []),
+    "per_clip": ("normalization=per_clip", []),
+    "vtlp+per_clip": ("vtlp_max_warp=0.1,normalization=per_clip", []),
+    "filter_gain": ("mel_tilt_db=10,mel_band_stop_width=8", []),
+    "reverb": ("", ["--reverb_s", "0.4"]),
+}
+
+
+@dataclass
+class AblationArguments:
+    folds: list[str] = field(default_factory=lambda: ["george", "jackson"], metadata={"help": "Held-out speakers."})
+    variants: list[str] = field(
+        default_factory=lambda: ["baseline", "vtlp", "per_clip", "vtlp+per_clip"],
+        metadata={"help": f"Variants to run, of: {', '.join(VARIANTS)}."},
+    )
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Training seeds of every run."})
+    num_train_epochs: float = field(
+        default=load_recipe(RECIPE).arguments["num_train_epochs"], metadata={"help": "Epochs of every run."}
+    )
+    folds_dir: str = field(default="fsdd-folds", metadata={"help": "Output of scripts/fsdd_folds.py."})
+    output_dir: str = field(default="ablation-runs", metadata={"help": "Each run's train.py output folder goes here."})
+    results: str = field(default="results/ablation_loso", metadata={"help": "Writes <results>.json and .md."})
+    parallel: int = field(default=1, metadata={"help": "Runs at once."})
+    threads: int = field(default=1, metadata={"help": "OMP_NUM_THREADS of each run."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training clips."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N test clips."})
+    train_missing: bool = field(
+        default=True, metadata={"help": "False: train nothing, table only the runs that have finished."}
+    )
+
+    def __post_init__(self):
+        unknown = [name for name in self.variants if name not in VARIANTS]
+        if unknown:
+            raise ValueError(f"Unknown --variants {unknown}: choose from {', '.join(VARIANTS)}.")
+        missing = [fold for fold in self.folds if not (Path(self.folds_dir) / fold / "train.csv").is_file()]
+        if missing:
+            raise ValueError(
+                f"No fold CSVs for {missing} in --folds_dir {self.folds_dir}: run "
+                f"`python scripts/fsdd_folds.py --output_dir {self.folds_dir}` first."
+            )
+        if self.parallel < 1 or self.threads < 1:
+            raise ValueError(f"--parallel {self.parallel} and --threads {self.threads} must be >= 1.")
+
+
+@dataclass
+class Run:
+    variant: str
+    fold: str
+    seed: int
+
+    def folder(self, args: AblationArguments) -> Path:
+        return Path(args.output_dir) / self.variant / self.fold / f"seed{self.seed}"
+
+
+def train_arguments(args: AblationArguments, run: Run) -> list[str]:
+    """The `scripts/train.py` command line of one run (the variant's settings come last and win)."""
+    overrides, flags = VARIANTS[run.variant]
+    fold = Path(args.folds_dir) / run.fold
+    recipe_overrides = load_recipe(RECIPE).arguments.get("config_overrides")
+    command = [
+        "--recipe", RECIPE,
+        "--train_file", str(fold / "train.csv"),
+        "--eval_file", str(fold / "test.csv"),
+        "--config_overrides", ",".join(filter(None, [recipe_overrides, overrides])),
+        "--num_train_epochs", str(args.num_train_epochs),
+        "--seed", str(run.seed),
+        "--output_dir", str(run.folder(args)),
+        "--eval_strategy", "no",
+        "--save_strategy", "no",
+        "--report_to", "none",
+        "--disable_tqdm", "true",
+        *flags,
+    ]
+    for name in ("max_train_samples", "max_eval_samples"):
+        if getattr(args, name) is not None:
+            command += [f"--{name}", str(getattr(args, name))]
+    return command
+
+
+def run_one(args: AblationArguments, run: Run) -> dict | None:
+    """Train one (variant, fold, seed) in its own process, or read its finished result (None: not run)."""
+    folder = run.folder(args)
+    result_file = folder / "eval_results.json"
+    if not result_file.is_file() and not args.train_missing:
+        return None
+    if not result_file.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
+        start = time.monotonic()
+        with open(folder / "train.log", "w") as log:
+            subprocess.run(
+                [sys.executable, str(Path(train.__file__)), *train_arguments(args, run)],
+                env=env, stdout=log, stderr=subprocess.STDOUT, check=True,
+            )
+        (folder / "wall_seconds.txt").write_text(f"{time.monotonic() - start:.0f}\n")
+    metrics = json.loads(result_file.read_text())
+    training = folder / "train_results.json"
+    wall = folder / "wall_seconds.txt"
+    return dict(
+        asdict(run),
+        config_overrides=VARIANTS[run.variant][0],
+        flags=" ".join(VARIANTS[run.variant][1]),
+        accuracy=metrics["eval_accuracy"],
+        train_seconds=json.loads(training.read_text()).get("train_runtime") if training.is_file() else None,
+        wall_seconds=float(wall.read_text()) if wall.is_file() else None,
+    )
+
+
+def summary_of(args: AblationArguments, results: list[dict]) -> dict:
+    """{variant: {fold: mean accuracy over seeds, "mean": mean over the folds it has}}."""
+    summary = {}
+    for variant in args.variants:
+        folds = {}
+        for fold in args.folds:
+            scores = [r["accuracy"] for r in results if r["variant"] == variant and r["fold"] == fold]
+            if scores:
+                folds[fold] = sum(scores) / len(scores)
+        if folds:
+            summary[variant] = dict(folds, mean=sum(folds.values()) / len(folds))
+    return summary
+
+
+def markdown_of(args: AblationArguments, summary: dict) -> str:
+    lines = [
+        f"FSDD leave-one-speaker-out, `scripts/train.py --recipe {RECIPE}` at {args.num_train_epochs:g} epochs "
+        f"(the recipe trains {load_recipe(RECIPE).arguments['num_train_epochs']}), seeds {args.seeds}, folds {args.folds} "
+        f"(test speaker held out), {args.threads} torch thread(s) per run. A missing cell was not run; a mean "
+        "over fewer folds than the table's says so.",
+        "",
+        "| variant | config overrides / flags | " + " | ".join(args.folds) + " | mean |",
+        "|---|---|" + "---:|" * (len(args.folds) + 1),
+    ]
+    for variant, scores in summary.items():
+        overrides, flags = VARIANTS[variant]
+        settings = " ".join(filter(None, [f"`{overrides}`" if overrides else "", f"`{' '.join(flags)}`" if flags else ""]))
+        cells = [f"{100 * scores[fold]:.1f}%" if fold in scores else "-" for fold in args.folds]
+        folds = len(scores) - 1
+        mean = f"{100 * scores['mean']:.1f}%" + (f" ({folds} of {len(args.folds)} folds)" if folds < len(args.folds) else "")
+        lines.append(f"| {variant} | {settings or 'recipe'} | " + " | ".join(cells) + f" | {mean} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    (args,) = HfArgumentParser(AblationArguments).parse_args_into_dataclasses(args=argv)
+    # Fold by fold, so the first folds finish for every variant before the next one starts.
+    runs = [Run(variant, fold, seed) for fold in args.folds for seed in args.seeds for variant in args.variants]
+    with ThreadPoolExecutor(args.parallel) as pool:
+        results = [result for result in pool.map(lambda run: run_one(args, run), runs) if result is not None]
+    summary = summary_of(args, results)
+    report = dict(settings=asdict(args), recipe=load_recipe(RECIPE).arguments, runs=results, summary=summary)
+    output = Path(args.results)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    markdown = markdown_of(args, summary)
+    output.with_suffix(".md").write_text(markdown)
+    print(markdown)
+    return report
+
+
+if __name__ == "__main__":
+    main()

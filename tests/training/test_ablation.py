@@ -1,0 +1,83 @@
+"""scripts/ablation.py: each run is train.py with the recipe, the fold's CSVs and the variant last; finished runs
+are read back, not trained again; the tables give every fold and the mean per variant."""
+
+import json
+import sys
+
+import pytest
+
+from ..conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+import ablation  # noqa: E402
+import train  # noqa: E402
+from meamtm.training.recipes import load_recipe  # noqa: E402
+
+
+@pytest.fixture
+def folds(tmp_path):
+    for fold in ("george", "jackson"):
+        (tmp_path / "folds" / fold).mkdir(parents=True)
+        for split in ("train", "test"):
+            (tmp_path / "folds" / fold / f"{split}.csv").write_text("audio,label\n")
+    return tmp_path / "folds"
+
+
+def arguments(tmp_path, folds, *extra):
+    return [
+        "--folds_dir", str(folds), "--output_dir", str(tmp_path / "runs"), "--results", str(tmp_path / "out" / "loso"),
+        "--num_train_epochs", "3", *extra,
+    ]
+
+
+def test_a_run_is_the_recipe_with_the_fold_and_the_variant_last(tmp_path, folds):
+    (args,) = ablation.HfArgumentParser(ablation.AblationArguments).parse_args_into_dataclasses(
+        args=arguments(tmp_path, folds)
+    )
+    command = ablation.train_arguments(args, ablation.Run("vtlp+per_clip", "george", 2))
+    assert command[:2] == ["--recipe", "fsdd"]
+    parsed = train.parse_arguments(command)
+    data_args, model_args, training_args = parsed.data, parsed.model, parsed.training
+    assert data_args.train_file == str(folds / "george" / "train.csv")
+    assert data_args.eval_file == str(folds / "george" / "test.csv")
+    recipe = load_recipe("fsdd").arguments
+    assert model_args.config_overrides == recipe["config_overrides"] + ",vtlp_max_warp=0.1,normalization=per_clip"
+    assert training_args.learning_rate == recipe["learning_rate"] and data_args.tilt == recipe["tilt"]
+    assert training_args.num_train_epochs == 3 and training_args.seed == 2
+    reverb = train.parse_arguments(ablation.train_arguments(args, ablation.Run("reverb", "george", 0)))
+    assert reverb.data.reverb_s == 0.4 and reverb.data.gain_db == recipe["gain_db"]  # the recipe's augmentation stays
+
+
+def test_finished_runs_are_read_and_tabled_per_fold_and_variant(tmp_path, folds):
+    accuracies = {("baseline", "george"): [0.5, 0.7], ("baseline", "jackson"): [0.8, 0.8],
+                  ("vtlp", "george"): [0.9, 0.7], ("vtlp", "jackson"): [0.85, 0.95]}
+    for (variant, fold), scores in accuracies.items():
+        for seed, accuracy in enumerate(scores):
+            folder = tmp_path / "runs" / variant / fold / f"seed{seed}"
+            folder.mkdir(parents=True)
+            (folder / "eval_results.json").write_text(json.dumps({"eval_accuracy": accuracy}))
+    report = ablation.main(arguments(tmp_path, folds, "--variants", "baseline", "vtlp", "--seeds", "0", "1"))
+    assert len(report["runs"]) == 8
+    assert report["summary"]["baseline"] == pytest.approx({"george": 0.6, "jackson": 0.8, "mean": 0.7})
+    assert report["summary"]["vtlp"] == pytest.approx({"george": 0.8, "jackson": 0.9, "mean": 0.85})
+    assert json.loads((tmp_path / "out" / "loso.json").read_text())["summary"] == report["summary"]
+    table = (tmp_path / "out" / "loso.md").read_text()
+    assert "| vtlp | `vtlp_max_warp=0.1` | 80.0% | 90.0% | 85.0% |" in table
+    assert "3 epochs" in table and "seeds [0, 1]" in table
+
+
+def test_unknown_variants_and_missing_folds_are_refused(tmp_path, folds):
+    with pytest.raises(ValueError, match=r"Unknown --variants \['louder'\]"):
+        ablation.main(arguments(tmp_path, folds, "--variants", "louder"))
+    with pytest.raises(ValueError, match=r"No fold CSVs for \['theo'\].*fsdd_folds.py"):
+        ablation.main(arguments(tmp_path, folds, "--folds", "theo"))
+
+
+def test_without_training_only_finished_runs_are_tabled(tmp_path, folds):
+    folder = tmp_path / "runs" / "baseline" / "george" / "seed0"
+    folder.mkdir(parents=True)
+    (folder / "eval_results.json").write_text(json.dumps({"eval_accuracy": 0.5}))
+    report = ablation.main(arguments(tmp_path, folds, "--variants", "baseline", "vtlp", "--train_missing", "false"))
+    assert [(r["variant"], r["fold"]) for r in report["runs"]] == [("baseline", "george")]
+    assert report["summary"] == {"baseline": {"george": 0.5, "mean": 0.5}}
+    assert "| baseline | recipe | 50.0% | - | 50.0% (1 of 2 folds) |" in (tmp_path / "out" / "loso.md").read_text()
