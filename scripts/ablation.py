@@ -27,6 +27,7 @@ from transformers import HfArgumentParser
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train  # noqa: E402  (scripts/train.py)
 from meamtm.training.recipes import load_recipe  # noqa: E402
+from meamtm.training.results import machine_description, readme_table, today, write_result_file  # noqa: E402
 
 
 RECIPE = "fsdd"
@@ -184,14 +185,35 @@ def main(argv: list[str] | None = None) -> dict:
     with ThreadPoolExecutor(args.parallel) as pool:
         results = [result for result in pool.map(lambda run: run_one(args, run), runs) if result is not None]
     summary = summary_of(args, results)
-    report = dict(settings=asdict(args), recipe=load_recipe(RECIPE).arguments, runs=results, summary=summary)
-    output = Path(args.results)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    report = dict(settings=asdict(args), recipe=load_recipe(RECIPE).arguments, runs=results, summary=summary,
+                  machine=machine_description(), date=today())
+    report["readme"] = readme_of(args, summary, report)
     markdown = markdown_of(args, summary)
-    output.with_suffix(".md").write_text(markdown)
+    write_result_file(Path(args.results).with_suffix(".json"), report, markdown)
     print(markdown)
     return report
+
+
+def readme_of(args: AblationArguments, summary: dict, report: dict) -> dict:
+    """The README table: accuracy on each held-out speaker, per variant, and the mean over the folds run."""
+    rows = []
+    for variant, scores in summary.items():
+        folds = len(scores) - 1
+        mean = f"{100 * scores['mean']:.1f} %" + ("" if folds == len(args.folds) else f" ({folds} folds)")
+        rows.append([variant] + [f"{100 * scores[fold]:.1f} %" if fold in scores else "—" for fold in args.folds] + [mean])
+    epochs = load_recipe(RECIPE).arguments["num_train_epochs"]
+    return readme_table(
+        "Voices never heard in training: FSDD leave-one-speaker-out accuracy",
+        "scripts/ablation.py",
+        f"python scripts/ablation.py --folds {' '.join(args.folds)} --variants {' '.join(args.variants)} "
+        f"--num_train_epochs {args.num_train_epochs:g}",
+        ["variant", *(f"{fold} held out" for fold in args.folds), "mean"], rows, order=50,
+        machine=report["machine"], date=report["date"],
+        notes=[f"The FSDD recipe shortened to {args.num_train_epochs:g} of its {epochs} epochs, seeds {args.seeds}, "
+               "one thread per run; a cell marked — was not run. Variants: "
+               + "; ".join(f"{name} = {VARIANTS[name][0] or 'the recipe'}" for name in summary)
+               + ". Details: [results/ablation_loso.md](results/ablation_loso.md), [docs/generalisation.md](docs/generalisation.md)."],
+    )
 
 
 if __name__ == "__main__":
