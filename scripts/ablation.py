@@ -27,7 +27,7 @@ from transformers import HfArgumentParser
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train  # noqa: E402  (scripts/train.py)
 from meamtm.training.recipes import load_recipe  # noqa: E402
-from meamtm.training.results import machine_description, readme_table, today, write_result_file  # noqa: E402
+from meamtm.training.results import machine_description, readme_table, current_date, write_result_file  # noqa: E402
 
 
 RECIPE = "fsdd"
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
         results = [result for result in pool.map(lambda run: run_one(args, run), runs) if result is not None]
     summary = summary_of(args, results)
     report = dict(settings=asdict(args), recipe=load_recipe(RECIPE).arguments, runs=results, summary=summary,
-                  machine=machine_description(), date=today())
+                  machine=machine_description(), date=current_date())
     report["readme"] = readme_of(args, summary, report)
     markdown = markdown_of(args, summary)
     write_result_file(Path(args.results).with_suffix(".json"), report, markdown)

@@ -27,7 +27,7 @@ from benchmark import SIZES, BenchmarkArguments, alternate, machine_of, median, 
 from transformers import HfArgumentParser  # noqa: E402
 
 from meamtm import MeamtmConfig  # noqa: E402
-from meamtm.training.results import machine_description, readme_table, today, write_result_file  # noqa: E402
+from meamtm.training.results import machine_description, readme_table, current_date, write_result_file  # noqa: E402
 
 
 logger = logging.getLogger("cost_model")
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         report = estimate(measure(args), args)
         report.update(size=args.size, batch_size=args.batch_size, utilisation=args.utilisation,
-                      clips_per_epoch=args.clips_per_epoch, date=today(), machine=machine_description(),
+                      clips_per_epoch=args.clips_per_epoch, date=current_date(), machine=machine_description(),
                       machine_settings=machine_of(torch.device("cpu")))
     report["readme"] = readme_of(report)
     write_result_file(Path(args.output_dir) / "cost_model.json", report, markdown_of(report))

@@ -15,7 +15,7 @@ from pathlib import Path
 from safetensors import safe_open
 from transformers import HfArgumentParser
 
-from meamtm.training.results import machine_description, markdown_table, readme_table, today, write_result_file
+from meamtm.training.results import machine_description, markdown_table, readme_table, current_date, write_result_file
 
 
 @dataclass
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     output_dir = Path(args.output_dir)
     path = Path(args.results_file)
     payload = json.loads(path.read_text()) if path.is_file() and not args.replace else {"runs": []}
-    run = dict(label=args.label or output_dir.name, date=today(), machine=machine_description(),
+    run = dict(label=args.label or output_dir.name, date=current_date(), machine=machine_description(),
                command=args.command, **run_summary(output_dir))
     payload["runs"].append(run)
     rows = [

@@ -32,8 +32,8 @@ def machine_description() -> str:
     )
 
 
-def today() -> str:
-    return datetime.date.today().isoformat()
+def current_date() -> str:
+    return datetime.datetime.now().date().isoformat()
 
 
 def write_result_file(path: str | os.PathLike, payload: dict, markdown: str | None = None) -> Path:
@@ -50,7 +50,7 @@ def readme_table(title: str, script: str, command: str, columns: list[str], rows
                  notes: list[str] | None = None, machine: str | None = None, date: str | None = None) -> dict:
     """The `readme` entry of a result file (see `scripts/render_results.py`)."""
     return dict(order=order, title=title, script=script, command=command, machine=machine or machine_description(),
-                date=date or today(), columns=columns, rows=[list(row) for row in rows], notes=list(notes or ()))
+                date=date or current_date(), columns=columns, rows=[list(row) for row in rows], notes=list(notes or ()))
 
 
 def markdown_table(entry: dict) -> str:
