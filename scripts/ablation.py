@@ -27,7 +27,7 @@ from transformers import HfArgumentParser
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train  # noqa: E402  (scripts/train.py)
 from meamtm.training.recipes import load_recipe  # noqa: E402
-from meamtm.training.results import machine_description, readme_table, current_date, write_result_file  # noqa: E402
+from meamtm.training.results import current_date, machine_description, readme_table, write_result_file  # noqa: E402
 
 
 RECIPE = "fsdd"

@@ -27,7 +27,7 @@ from benchmark import SIZES, BenchmarkArguments, alternate, machine_of, median, 
 from transformers import HfArgumentParser  # noqa: E402
 
 from meamtm import MeamtmConfig  # noqa: E402
-from meamtm.training.results import machine_description, readme_table, current_date, write_result_file  # noqa: E402
+from meamtm.training.results import current_date, machine_description, readme_table, write_result_file  # noqa: E402
 
 
 logger = logging.getLogger("cost_model")

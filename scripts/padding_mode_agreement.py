@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from meamtm import MeamtmFeatureExtractor, MeamtmForAudioClassification  # noqa: E402
 from meamtm.convert.checkpoints import ast_to_meamtm_state_dict, config_from_ast, load_converted_state_dict  # noqa: E402
 from meamtm.audio_io import load_audio  # noqa: E402
-from meamtm.training.results import machine_description, readme_table, current_date, write_result_file  # noqa: E402
+from meamtm.training.results import current_date, machine_description, readme_table, write_result_file  # noqa: E402
 
 
 logger = logging.getLogger("padding_mode_agreement")

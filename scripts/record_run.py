@@ -15,7 +15,7 @@ from pathlib import Path
 from safetensors import safe_open
 from transformers import HfArgumentParser
 
-from meamtm.training.results import machine_description, markdown_table, readme_table, current_date, write_result_file
+from meamtm.training.results import current_date, machine_description, markdown_table, readme_table, write_result_file
 
 
 @dataclass
