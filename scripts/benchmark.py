@@ -690,10 +690,10 @@ def goals_of(args: BenchmarkArguments, results: dict) -> list[dict]:
     if "varlen_training" in results:
         for case_name, case in results["varlen_training"]["cases"].items():
             ideal = case["real_over_padded_audio"]
-            goal(f"training step time, longest / max_length ({case_name} clips; ideal {ideal:.2f})",
-                 case["time_ratio"], f"~{ideal:.2f}", case["time_ratio"] < 1)
-            goal(f"training peak memory, longest / max_length ({case_name} clips; ideal {ideal:.2f})",
-                 case["memory_ratio"], f"~{ideal:.2f}", case["memory_ratio"] < 1)
+            # "In proportion to the real audio": within 0.05 of real / padded audio; below 1 alone is not that.
+            for measure, ratio in (("step time", case["time_ratio"]), ("peak memory", case["memory_ratio"])):
+                goal(f"training {measure}, longest / max_length, random batches of {case_name} clips",
+                     ratio, f"~{ideal:.2f} (real / padded audio)", ratio <= ideal + 0.05)
     return goals
 
 
