@@ -46,6 +46,7 @@ from unittest import mock
 
 import numpy as np
 import torch
+from torch.utils import benchmark as torch_benchmark
 import transformers
 from transformers import (
     ASTConfig,
@@ -160,25 +161,24 @@ class BenchmarkArguments:
 # ---------------------------------------------------------------------------------------------- timing
 
 
-def synchronize(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def alternate(runs: dict[str, Callable[[], object]], device: torch.device, warmup: int, repeats: int) -> dict:
-    """Seconds per call of each run: `warmup` untimed rounds, then `repeats` rounds in alternating order."""
+    """Seconds per call of each run: `warmup` untimed rounds, then `repeats` rounds in alternating order.
+
+    Each call is timed by `torch.utils.benchmark.Timer` (which synchronises CUDA around it), with the thread
+    count the process runs at rather than the Timer's default of one.
+    """
     for _ in range(warmup):
         for run in runs.values():
             run()
+    timers = {
+        name: torch_benchmark.Timer(stmt="run()", globals={"run": run}, num_threads=torch.get_num_threads())
+        for name, run in runs.items()
+    }
     seconds = {name: [] for name in runs}
     for round_index in range(repeats):
         # Reverse the order every other round so that drift (heat, other load) does not favour one run.
         for name in list(runs) if round_index % 2 == 0 else list(reversed(runs)):
-            synchronize(device)
-            start = time.perf_counter()
-            runs[name]()
-            synchronize(device)
-            seconds[name].append(time.perf_counter() - start)
+            seconds[name].append(timers[name].timeit(1).raw_times[0])
     return seconds
 
 
@@ -363,8 +363,8 @@ def peak_memory_of(name: str, settings: dict, make_step: Callable = training_ste
         torch.cuda.reset_peak_memory_stats(device)
     step()
     step()
-    synchronize(device)
     if device.type == "cuda":
+        torch.cuda.synchronize(device)
         return dict(peak_bytes=torch.cuda.max_memory_allocated(device), measure="torch.cuda.max_memory_allocated")
     _, peak = resident_memory()
     return dict(peak_bytes=peak - baseline, process_peak_rss_bytes=peak, measure=measure)
