@@ -118,7 +118,7 @@ class BenchmarkArguments:
         metadata={"help": f"Sections to measure: {', '.join(SECTIONS)} (the last two only when named)."},
     )
     varlen_clip_seconds: list[float] = field(
-        default_factory=lambda: [1.0, 5.0],
+        default_factory=lambda: [1.0, 5.0, 10.0],
         metadata={"help": "varlen_inference: clip durations, each a batch of --inference_batch_size clips."},
     )
     varlen_training_size: str = field(
@@ -680,7 +680,8 @@ def goals_of(args: BenchmarkArguments, results: dict) -> list[dict]:
         speedup = results["inference"]["runs"]["meamtm"]["speedup_vs_ast"]
         goal(f"pipeline inference vs AST, batch {args.inference_batch_size}", speedup, ">= 1.2x", speedup >= 1.2)
     if "varlen_inference" in results and on_cpu:
-        targets = {1.0: 8.0, 5.0: 1.8, 10.0: 1.0}
+        # 10 s clips fill the window: "longest" must keep the full-window pipeline goal of "max_length".
+        targets = {1.0: 8.0, 5.0: 1.8, 10.0: 1.2}
         for case in results["varlen_inference"]["cases"].values():
             target = targets.get(case["clip_seconds"])
             if target is not None:
