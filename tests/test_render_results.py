@@ -15,7 +15,7 @@ spec.loader.exec_module(render_results)
 
 def entry(title, order, rows):
     return {"readme": {"order": order, "title": title, "script": "scripts/x.py", "command": "python scripts/x.py",
-                       "machine": "2-core VM", "date": "2030-01-02", "columns": ["run", "value"], "rows": rows}}
+                       "machine": "2-core VM", "date": "day one", "columns": ["run", "value"], "rows": rows}}
 
 
 def test_the_committed_readme_matches_the_committed_result_files():
@@ -34,7 +34,7 @@ def test_tables_follow_their_order_and_name_machine_date_command_and_file(tmp_pa
     assert render_results.main(["--results_dir", str(results), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert text.index("### First") < text.index("### Second") and "stale" not in text
-    assert "2-core VM, 2030-01-02; `python scripts/x.py` -> [results/a.json](results/a.json)" in text
+    assert "2-core VM, day one; `python scripts/x.py` -> [results/a.json](results/a.json)" in text
     assert "| y | 2.0 % |" in text and text.startswith("intro\n") and text.endswith("outro\n")
     assert render_results.main(["--results_dir", str(results), "--readme", str(readme), "--check"]) == 0
 
