@@ -71,6 +71,9 @@ class MeamtmConfig(PreTrainedConfig):
     Regularisation and augmentation (training only: an evaluating model runs the plain AST graph, and modules
     whose settings are off are not built):
         hidden_dropout_prob (`float`, defaults to 0.0), attention_probs_dropout_prob (`float`, defaults to 0.0).
+        drop_path_rate (`float`, defaults to 0.0): stochastic depth (Huang et al. 2016, as DeiT and PaSST train): in
+            training, each example skips a layer's attention and MLP branches with a probability rising linearly from
+            0 at the first layer to `drop_path_rate` at the last; kept branches are scaled by `1 / (1 - p)`. 0 disables it.
         patchout_time (`float`, defaults to 0.0) / patchout_frequency (`float`, defaults to 0.0): structured
             patchout (PaSST): the fraction of the patch grid's time columns / frequency rows each example drops,
             rounded to whole columns and rows. PaSST drops 40 of 99 columns and 4 of 12 rows (0.4, 0.33).
@@ -150,6 +153,7 @@ class MeamtmConfig(PreTrainedConfig):
     # Regularisation and augmentation
     hidden_dropout_prob: float | int = 0.0
     attention_probs_dropout_prob: float | int = 0.0
+    drop_path_rate: float | int = 0.0
     patchout_time: float | int = 0.0
     patchout_frequency: float | int = 0.0
     patchout_unstructured: float | int = 0.0
@@ -326,6 +330,7 @@ class MeamtmConfig(PreTrainedConfig):
         for name, value in (
             ("hidden_dropout_prob", self.hidden_dropout_prob),
             ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+            ("drop_path_rate", self.drop_path_rate),
         ):
             if not 0 <= value < 1:
                 raise ValueError(f"{name}={value} must be in [0, 1).")

@@ -231,23 +231,43 @@ class MeamtmMLP(nn.Module):
         return self.fc2(self.activation_fn(pre))
 
 
+class MeamtmDropPath(nn.Module):
+    """Stochastic depth: in training, zero a residual branch `(batch, ...)` for each example with probability
+    `p` and scale the kept ones by `1 / (1 - p)`; the identity in evaluation. The mask is drawn on the input's device."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, branch: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return branch
+        keep = 1.0 - self.p
+        mask = torch.empty((branch.shape[0],) + (1,) * (branch.dim() - 1), device=branch.device, dtype=branch.dtype)
+        return branch * mask.bernoulli_(keep) / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class MeamtmLayer(GradientCheckpointingLayer):
     """Pre-norm ViT block: `x + attention(norm(x))`, then `x + mlp(norm(x))`."""
 
-    def __init__(self, config: MeamtmConfig):
+    def __init__(self, config: MeamtmConfig, drop_path: float = 0.0):
         super().__init__()
         self.attention = MeamtmAttention(config)
         self.layernorm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = MeamtmMLP(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.drop_path = MeamtmDropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(
         self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
     ) -> torch.Tensor:
         attended, _ = self.attention(self.layernorm_before(hidden_states), attention_mask, **kwargs)
-        hidden_states = hidden_states + self.dropout(attended)
-        return hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
+        hidden_states = hidden_states + self.drop_path(self.dropout(attended))
+        return hidden_states + self.drop_path(self.dropout(self.mlp(self.layernorm_after(hidden_states))))
 
 
 def _fit_axis(grid: torch.Tensor, size: int, axis: int) -> torch.Tensor:
@@ -616,7 +636,10 @@ class MeamtmModel(MeamtmPreTrainedModel):
     def __init__(self, config: MeamtmConfig):
         super().__init__(config)
         self.embeddings = MeamtmEmbeddings(config)
-        self.layers = nn.ModuleList([MeamtmLayer(config) for _ in range(config.num_hidden_layers)])
+        depth = config.num_hidden_layers
+        self.layers = nn.ModuleList(
+            [MeamtmLayer(config, config.drop_path_rate * index / max(depth - 1, 1)) for index in range(depth)]
+        )
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         # Registered last so that `model.dtype` (the first parameter's) is the encoder's even when the
         # frontend is trainable and kept in float32.

@@ -41,6 +41,24 @@ VARIANTS = {
     "vtlp+per_clip": ("vtlp_max_warp=0.1,normalization=per_clip", []),
     "filter_gain": ("mel_tilt_db=10,mel_band_stop_width=8", []),
     "reverb": ("", ["--reverb_s", "0.4"]),
+    "longest": ("padding_mode=longest", ["--train_sampling_strategy", "group_by_length"]),
+    "longest+per_clip": ("padding_mode=longest,normalization=per_clip", ["--train_sampling_strategy", "group_by_length"]),
+    "longest+per_clip+specaugment": (
+        "padding_mode=longest,normalization=per_clip,freq_mask_param=12,time_mask_param=25",
+        ["--train_sampling_strategy", "group_by_length"],
+    ),
+    "longest+per_clip+filter_bank": (
+        "padding_mode=longest,normalization=per_clip,vtlp_max_warp=0.15,mel_tilt_db=6,mel_band_stop_width=6",
+        ["--train_sampling_strategy", "group_by_length"],
+    ),
+    "longest+per_clip+mel40": (
+        "padding_mode=longest,normalization=per_clip,num_mel_bins=40,frequency_stride=8",
+        ["--train_sampling_strategy", "group_by_length"],
+    ),
+    "longest+per_clip+mixup": (
+        "padding_mode=longest,normalization=per_clip,mixup_alpha=0.3",
+        ["--train_sampling_strategy", "group_by_length"],
+    ),
 }
 
 

@@ -17,6 +17,7 @@ from meamtm.augmentation_meamtm import (
     warp_filter_bank,
 )
 from meamtm.frontend_meamtm import MeamtmFrontend
+from meamtm.modeling_meamtm import MeamtmDropPath
 from meamtm.modeling_meamtm import logger as modeling_logger
 
 from .conftest import tiny_config
@@ -383,3 +384,46 @@ def test_training_with_filter_bank_augment_has_finite_gradients_on_both_back_end
     gradients = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in gradients)
     assert model.meamtm.frontend.mel_filters.grad.abs().sum() > 0
+
+
+def test_drop_path_rises_linearly_over_depth_and_disappears_when_off():
+    plain = classifier(num_hidden_layers=3)
+    assert all(isinstance(layer.drop_path, nn.Identity) for layer in plain.meamtm.layers)
+    deep = classifier(num_hidden_layers=3, drop_path_rate=0.2)
+    rates = [getattr(layer.drop_path, "p", 0.0) for layer in deep.meamtm.layers]
+    assert rates == pytest.approx([0.0, 0.1, 0.2])
+    assert plain.state_dict().keys() == deep.state_dict().keys()
+
+
+def test_drop_path_skips_branches_per_example_in_training_only_and_is_seeded():
+    drop = MeamtmDropPath(0.5)
+    branch = torch.ones(64, 3, 2)
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        first = drop.train()(branch)
+        torch.manual_seed(1)
+        again = drop(branch)
+    torch.testing.assert_close(first, again, atol=0, rtol=0)
+    per_example = first[:, 0, 0]
+    assert set(per_example.tolist()) == {0.0, 2.0}  # skipped, or kept and scaled by 1 / (1 - p)
+    assert torch.equal(first, per_example[:, None, None].expand_as(first))  # one draw per example
+    assert drop.eval()(branch) is branch
+
+
+def test_drop_path_keeps_evaluation_bit_identical_and_gradients_finite():
+    plain = classifier().eval()
+    dropped = classifier(drop_path_rate=0.3)
+    dropped.load_state_dict(plain.state_dict())
+    inputs, labels = waveforms(), torch.tensor([0, 1, 2, 1])
+    loss = dropped.train()(inputs, labels=labels).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in dropped.parameters() if p.grad is not None)
+    with torch.no_grad():
+        torch.testing.assert_close(dropped.eval()(inputs).logits, plain(inputs).logits, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0])
+def test_invalid_drop_path_rate_raises_value_error(rate):
+    with pytest.raises(ValueError, match=rf"drop_path_rate={rate} must be in \[0, 1\)"):
+        tiny_config(drop_path_rate=rate)
