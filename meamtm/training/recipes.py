@@ -8,7 +8,7 @@ A recipe file holds a `description` and groups of arguments (`model`, `optimiser
     python scripts/train.py --recipe fsdd --learning_rate 1e-3 --output_dir mine   # flags win over the recipe
 
 `defaults_from_data` chooses what a run given only its data needs: the model's rate and window from the
-clips, and the FSDD recipe's optimiser and augmentation.
+clips, and the FSDD recipe's model settings, optimiser, augmentation and schedule.
 """
 
 import json
@@ -32,6 +32,8 @@ DEFAULT_RECIPE = "fsdd"
 MAX_DEFAULT_SAMPLING_RATE = 16000
 # The share of training clips that fit whole in a window sized from the data.
 WINDOW_QUANTILE = 0.95
+# What a data-only run takes from the recipe's schedule: how long to train and in which order clips come.
+SCHEDULE_DEFAULTS = ("num_train_epochs", "train_sampling_strategy")
 
 
 @dataclass
@@ -101,17 +103,25 @@ def defaults_from_data(
     """What a fresh model trained on `summary`'s data starts from, when the command line does not say.
 
     Returns `(arguments, config_overrides, choices)`: the optimiser, augmentation and number of epochs of
-    `recipe` as argument defaults; config overrides that set the sampling rate (the clips' most common rate, at most
+    `recipe` as argument defaults (and its schedule's `SCHEDULE_DEFAULTS`); config overrides that carry the recipe's
+    model settings other than its rate and window, then set the sampling rate (the clips' most common rate, at most
     `MAX_DEFAULT_SAMPLING_RATE`) and the window (`WINDOW_QUANTILE` of the clip durations, on the patch grid),
     with `config_overrides` after them so that its items win; and one line per choice, for the log.
     """
     chosen = load_recipe(recipe)
     # The schedule too: a fresh model trained for the Trainer's default 3 epochs is far from converged.
-    schedule = {key: value for key, value in chosen.groups.get("schedule", {}).items() if key == "num_train_epochs"}
+    schedule = {key: value for key, value in chosen.groups.get("schedule", {}).items() if key in SCHEDULE_DEFAULTS}
     arguments = {**chosen.groups.get("optimiser", {}), **chosen.groups.get("augmentation", {}), **schedule}
-    choices = [f"{key}={value} (the {recipe} recipe's)" for key, value in arguments.items()]
+    choices = [f"{key}={value} (the {chosen.name} recipe's)" for key, value in arguments.items()]
     given = {item.partition("=")[0].strip() for item in (config_overrides or "").split(",") if item.strip()}
-    derived = []
+    # The recipe's model settings (normalisation, padding mode, in-model augmentation, ...) but not its rate and
+    # window, which belong to its own data.
+    model_items = [
+        item for item in (chosen.groups.get("model", {}).get("config_overrides") or "").split(",")
+        if item.strip() and item.partition("=")[0].strip() not in ("sampling_rate", "max_length")
+    ]
+    derived = list(model_items)
+    choices += [f"{item} (the {chosen.name} recipe's model)" for item in model_items if item.partition("=")[0].strip() not in given]
     choices += [f"{key} as --config_overrides gives it" for key in ("sampling_rate", "max_length") if key in given]
     if "sampling_rate" not in given:
         rate = min(summary.common_sampling_rate, MAX_DEFAULT_SAMPLING_RATE)

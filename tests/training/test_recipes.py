@@ -39,13 +39,41 @@ def summary(durations, rate=16000) -> DataSummary:
     return DataSummary(len(durations), Counter({rate: len(durations)}), np.asarray(durations), {"a": len(durations)})
 
 
+def recipe_model_items(recipe) -> list[str]:
+    """The recipe's config overrides other than its rate and window."""
+    items = (recipe.groups["model"].get("config_overrides") or "").split(",")
+    return [item for item in items if item and item.split("=")[0] not in ("sampling_rate", "max_length")]
+
+
 def test_defaults_from_data_size_the_window_and_take_the_recipe_optimiser():
     arguments, overrides, choices = defaults_from_data(summary([0.5] * 19 + [3.0] * 1 + [0.9] * 80), "tiny", None)
     fsdd = load_recipe("fsdd")
-    assert arguments == {**fsdd.groups["optimiser"], **fsdd.groups["augmentation"], "num_train_epochs": fsdd.arguments["num_train_epochs"]}
+    schedule = {key: value for key, value in fsdd.groups["schedule"].items() if key in ("num_train_epochs", "train_sampling_strategy")}
+    assert arguments == {**fsdd.groups["optimiser"], **fsdd.groups["augmentation"], **schedule}
+    assert "num_train_epochs" in arguments
     # 95th percentile 0.9 s at 16 kHz, 10 ms hop: 89 frames, rounded up to 16 + 8 * 10 = 96 on the patch grid
-    assert overrides == "sampling_rate=16000,max_length=96"
-    assert len(choices) == len(arguments) + 2
+    model_items = recipe_model_items(fsdd)
+    assert overrides == ",".join([*model_items, "sampling_rate=16000", "max_length=96"])
+    assert len(choices) == len(arguments) + len(model_items) + 2
     _, overrides, choices = defaults_from_data(summary([0.9] * 10, rate=44100), "tiny", "max_length=50,hidden_size=96")
-    assert overrides == "sampling_rate=16000,max_length=50,hidden_size=96"  # capped rate; the given window kept
+    # capped rate; the given window kept; the command line's items come last and win
+    assert overrides == ",".join([*model_items, "sampling_rate=16000", "max_length=50", "hidden_size=96"])
     assert "max_length as --config_overrides gives it" in choices
+
+
+def test_defaults_from_data_take_the_recipe_model_settings_but_not_its_rate_and_window(tmp_path):
+    recipe = tmp_path / "voices.json"
+    recipe.write_text(json.dumps({
+        "model": {"config_overrides": "sampling_rate=8000,max_length=100,normalization=per_clip,drop_path_rate=0.1"},
+        "optimiser": {"learning_rate": 1e-3},
+        "schedule": {"num_train_epochs": 7, "train_sampling_strategy": "group_by_length", "logging_steps": 5},
+    }))
+    arguments, overrides, choices = defaults_from_data(
+        summary([0.5] * 10), "tiny", "drop_path_rate=0.2", recipe=str(recipe)
+    )
+    assert arguments == {"learning_rate": 1e-3, "num_train_epochs": 7, "train_sampling_strategy": "group_by_length"}
+    assert overrides.split(",") == [
+        "normalization=per_clip", "drop_path_rate=0.1", "sampling_rate=16000", "max_length=56", "drop_path_rate=0.2"
+    ]
+    assert "normalization=per_clip (the voices recipe's model)" in choices
+    assert not any(choice.startswith("drop_path_rate=0.1") for choice in choices)  # the command line's wins
