@@ -97,7 +97,10 @@ class DataTrainingArguments:
     )
     gain_db: float = field(default=0.0, metadata={"help": "Training augmentation: random gain of up to +-N dB."})
     shift_s: float = field(default=0.0, metadata={"help": "Training augmentation: random delay of up to N seconds."})
-    noise_snr_db: float = field(default=0.0, metadata={"help": "Training augmentation: white noise at SNR N..N+20 dB."})
+    noise_snr_db: float = field(default=0.0, metadata={"help": "Training augmentation: noise at SNR N..N+20 dB."})
+    noise_color: float = field(
+        default=0.0, metadata={"help": "Training augmentation: noise coloured by a pole b in [-N, N] (0: white)."}
+    )
     speed: float = field(default=0.0, metadata={"help": "Training augmentation: speed factor in [1-N, 1+N]."})
     tilt: float = field(default=0.0, metadata={"help": "Training augmentation: spectral tilt x[n] - a x[n-1], |a| <= N."})
     reverb_s: float = field(
@@ -111,7 +114,9 @@ class DataTrainingArguments:
 
     @property
     def augmentation(self) -> WaveformAugmentation:
-        return WaveformAugmentation(self.gain_db, self.shift_s, self.noise_snr_db, self.speed, self.tilt, self.reverb_s)
+        return WaveformAugmentation(
+            self.gain_db, self.shift_s, self.noise_snr_db, self.speed, self.tilt, self.reverb_s, self.noise_color
+        )
 
 
 @dataclass

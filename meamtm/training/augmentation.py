@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-from scipy.signal import fftconvolve, resample_poly
+from scipy.signal import fftconvolve, lfilter, resample_poly
 
 # Speed factors are rounded to fractions with at most this denominator (steps of under 1/64 near 1), which keeps
 # the polyphase filter short (its length grows with the larger of the two factors).
@@ -56,8 +56,11 @@ class WaveformAugmentation:
     gain_db: uniform gain in [-gain_db, +gain_db] dB.
     shift_s: the clip starts after a random delay of up to `shift_s` seconds (while it fits the window), and a
         longer clip is cropped at a random offset regardless.
-    noise_snr_db: white noise at a random SNR in [noise_snr_db, noise_snr_db + 20] dB, with probability 1/2
+    noise_snr_db: noise at a random SNR in [noise_snr_db, noise_snr_db + 20] dB, with probability 1/2
         (0 = off).
+    noise_color: the noise is white at 0; otherwise each draw is coloured by the first-order filter
+        `n[t] = w[t] + b n[t - 1]`, `b` uniform in [-noise_color, noise_color] (at most 0.99), before it is scaled to
+        the SNR: from low rumble (`b > 0`) to high hiss (`b < 0`), as microphones and rooms differ in their noise.
     speed: play faster or slower by a random factor in [1 - speed, 1 + speed] (tempo and pitch change together;
         `change_speed`).
     tilt: random spectral tilt, the first-order filter `y[n] = x[n] - a x[n - 1]` with `a` uniform in
@@ -74,6 +77,14 @@ class WaveformAugmentation:
     speed: float = 0.0
     tilt: float = 0.0
     reverb_s: float = 0.0
+    noise_color: float = 0.0
+
+    def __post_init__(self):
+        if not 0 <= self.noise_color < 1:
+            raise ValueError(
+                f"noise_color={self.noise_color} must be in [0, 1): the noise filter's pole |b| must stay below 1 "
+                "(0 = white noise, 0.9 = strongly coloured)."
+            )
 
     def apply(self, wave: np.ndarray, rng: np.random.Generator, sampling_rate: int | None = None) -> np.ndarray:
         """`(num_samples,)` float32 wave -> the augmented wave, float32 in [-1, 1] (its length changes with `speed`)."""
@@ -91,8 +102,12 @@ class WaveformAugmentation:
         if self.noise_snr_db > 0 and rng.random() < 0.5:
             power = float(np.mean(wave.astype(np.float64) ** 2)) + 1e-10
             snr = rng.uniform(self.noise_snr_db, self.noise_snr_db + 20)
-            scale = np.float32(math.sqrt(power / 10 ** (snr / 10)))
-            wave = wave + rng.standard_normal(len(wave)).astype(np.float32) * scale
+            noise = rng.standard_normal(len(wave))
+            if self.noise_color > 0:
+                noise = lfilter([1.0], [1.0, -rng.uniform(-self.noise_color, self.noise_color)], noise)
+                noise /= math.sqrt(float(np.mean(noise**2)) + 1e-20)
+            scale = math.sqrt(power / 10 ** (snr / 10))
+            wave = wave + (noise * scale).astype(np.float32)
         return np.clip(wave, -1.0, 1.0).astype(np.float32)
 
 

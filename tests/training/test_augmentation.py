@@ -66,3 +66,40 @@ def test_reverb_needs_the_sampling_rate():
     with pytest.raises(ValueError, match="reverb_s=0.4 needs the waves' sampling_rate"):
         for seed in range(10):  # reverberated with probability 1/2
             WaveformAugmentation(reverb_s=0.4).apply(np.ones(1000, dtype=np.float32), np.random.default_rng(seed))
+
+
+def noise_of(augmentation: WaveformAugmentation, seed: int, length: int = 8000) -> np.ndarray:
+    """The noise one draw adds to a steady tone (gain off, so the clip minus the tone is the noise)."""
+    tone = (0.1 * np.sin(np.arange(length) / 7)).astype(np.float32)
+    return augmentation.apply(tone, np.random.default_rng(seed)).astype(np.float64) - tone
+
+
+def test_noise_is_at_its_snr_about_half_of_the_time_and_white_when_uncoloured():
+    augmentation = WaveformAugmentation(noise_snr_db=10)
+    noises = [noise_of(augmentation, seed) for seed in range(40)]
+    noisy = [noise for noise in noises if np.any(noise != 0)]
+    assert 10 <= len(noisy) <= 30
+    tone_power = 0.1**2 / 2
+    for noise in noisy:
+        snr = 10 * np.log10(tone_power / np.mean(noise**2))
+        assert 10 - 0.2 <= snr <= 30 + 0.2
+        spectrum = np.abs(np.fft.rfft(noise)) ** 2
+        assert 0.5 < spectrum[-2000:].mean() / spectrum[100:2100].mean() < 2  # flat
+
+
+def test_coloured_noise_ranges_from_rumble_to_hiss_at_the_same_snr():
+    augmentation = WaveformAugmentation(noise_snr_db=10, noise_color=0.9)
+    tilts, tone_power = [], 0.1**2 / 2
+    for seed in range(60):
+        noise = noise_of(augmentation, seed)
+        if np.any(noise != 0):
+            assert 10 - 0.2 <= 10 * np.log10(tone_power / np.mean(noise**2)) <= 30 + 0.2
+            spectrum = np.abs(np.fft.rfft(noise)) ** 2
+            tilts.append(np.log10(spectrum[-1000:].mean() / spectrum[200:1200].mean()))
+    assert min(tilts) < -0.5 and max(tilts) > 0.5  # some draws 5 dB darker, some 5 dB brighter than white
+
+
+@pytest.mark.parametrize("color", [-0.1, 1.0])
+def test_invalid_noise_colour_is_refused(color):
+    with pytest.raises(ValueError, match=rf"noise_color={color} must be in \[0, 1\)"):
+        WaveformAugmentation(noise_snr_db=10, noise_color=color)
