@@ -59,6 +59,43 @@ VARIANTS = {
         "padding_mode=longest,normalization=per_clip,mixup_alpha=0.3",
         ["--train_sampling_strategy", "group_by_length"],
     ),
+    "longest+per_clip+noise": (
+        "padding_mode=longest,normalization=per_clip",
+        ["--train_sampling_strategy", "group_by_length", "--noise_snr_db", "5", "--noise_color", "0.9"],
+    ),
+    "longest+per_clip+drop_path": (
+        "padding_mode=longest,normalization=per_clip,drop_path_rate=0.1",
+        ["--train_sampling_strategy", "group_by_length"],
+    ),
+    "longest+per_clip+no_delay": (
+        "padding_mode=longest,normalization=per_clip",
+        ["--train_sampling_strategy", "group_by_length", "--shift_s", "0"],
+    ),
+    "longest+per_clip+width96": (
+        "padding_mode=longest,normalization=per_clip,hidden_size=96,intermediate_size=384",
+        ["--train_sampling_strategy", "group_by_length"],
+    ),
+    "longest+per_clip+stride16": (
+        "padding_mode=longest,normalization=per_clip,frequency_stride=16,time_stride=16",
+        ["--train_sampling_strategy", "group_by_length"],
+    ),
+    "longest+per_clip+vtlp0.2": (
+        "padding_mode=longest,normalization=per_clip,vtlp_max_warp=0.2",
+        ["--train_sampling_strategy", "group_by_length"],
+    ),
+    "longest+per_clip+trim": (
+        "padding_mode=longest,normalization=per_clip",
+        ["--train_sampling_strategy", "group_by_length", "--trim_s", "0.1"],
+    ),
+    "longest+per_clip+trim+width96": (
+        "padding_mode=longest,normalization=per_clip,hidden_size=96,intermediate_size=384",
+        ["--train_sampling_strategy", "group_by_length", "--trim_s", "0.1"],
+    ),
+    "longest+per_clip+noise+filter_bank+mel40": (
+        "padding_mode=longest,normalization=per_clip,num_mel_bins=40,frequency_stride=8,"
+        "vtlp_max_warp=0.15,mel_tilt_db=6,mel_band_stop_width=4",
+        ["--train_sampling_strategy", "group_by_length", "--noise_snr_db", "5", "--noise_color", "0.9"],
+    ),
 }
 
 

@@ -106,6 +106,9 @@ class DataTrainingArguments:
     reverb_s: float = field(
         default=0.0, metadata={"help": "Training augmentation: half the clips reverberated, RT60 in [N/4, N] seconds."}
     )
+    trim_s: float = field(
+        default=0.0, metadata={"help": "Training augmentation: half the clips lose up to N seconds at each end."}
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded data and models are stored."})
 
     @property
@@ -115,7 +118,8 @@ class DataTrainingArguments:
     @property
     def augmentation(self) -> WaveformAugmentation:
         return WaveformAugmentation(
-            self.gain_db, self.shift_s, self.noise_snr_db, self.speed, self.tilt, self.reverb_s, self.noise_color
+            self.gain_db, self.shift_s, self.noise_snr_db, self.speed, self.tilt, self.reverb_s, self.noise_color,
+            self.trim_s,
         )
 
 

@@ -58,6 +58,9 @@ class WaveformAugmentation:
         longer clip is cropped at a random offset regardless.
     noise_snr_db: noise at a random SNR in [noise_snr_db, noise_snr_db + 20] dB, with probability 1/2
         (0 = off).
+    trim_s: with probability 1/2, up to `trim_s` seconds are cut off the clip's start and, drawn apart, off its
+        end (at most a quarter of the clip at each end), as a recording trimmed at another threshold loses the
+        quiet edges of its first and last sounds. Needs `sampling_rate`.
     noise_color: the noise is white at 0; otherwise each draw is coloured by the first-order filter
         `n[t] = w[t] + b n[t - 1]`, `b` uniform in [-noise_color, noise_color] (at most 0.99), before it is scaled to
         the SNR: from low rumble (`b > 0`) to high hiss (`b < 0`), as microphones and rooms differ in their noise.
@@ -78,6 +81,7 @@ class WaveformAugmentation:
     tilt: float = 0.0
     reverb_s: float = 0.0
     noise_color: float = 0.0
+    trim_s: float = 0.0
 
     def __post_init__(self):
         if not 0 <= self.noise_color < 1:
@@ -88,6 +92,12 @@ class WaveformAugmentation:
 
     def apply(self, wave: np.ndarray, rng: np.random.Generator, sampling_rate: int | None = None) -> np.ndarray:
         """`(num_samples,)` float32 wave -> the augmented wave, float32 in [-1, 1] (its length changes with `speed`)."""
+        if self.trim_s > 0 and rng.random() < 0.5:
+            if sampling_rate is None:
+                raise ValueError(f"trim_s={self.trim_s} needs the waves' sampling_rate: pass it to apply().")
+            most = min(int(self.trim_s * sampling_rate), len(wave) // 4)
+            start, end = rng.integers(0, most + 1, size=2)
+            wave = wave[start : len(wave) - end]
         if self.speed > 0:
             wave = change_speed(wave, rng.uniform(1 - self.speed, 1 + self.speed))
         if self.tilt > 0 and len(wave) > 1:

@@ -103,3 +103,31 @@ def test_coloured_noise_ranges_from_rumble_to_hiss_at_the_same_snr():
 def test_invalid_noise_colour_is_refused(color):
     with pytest.raises(ValueError, match=rf"noise_color={color} must be in \[0, 1\)"):
         WaveformAugmentation(noise_snr_db=10, noise_color=color)
+
+
+def test_trim_cuts_each_end_apart_within_its_bounds_about_half_of_the_time():
+    rate = 8000
+    wave = np.arange(4000, dtype=np.float32) / 4000  # a ramp: where a cut clip starts tells the cut
+    augmentation = WaveformAugmentation(trim_s=0.1)
+    starts, ends, untouched = set(), set(), 0
+    for seed in range(60):
+        trimmed = augmentation.apply(wave, np.random.default_rng(seed), rate)
+        if len(trimmed) == len(wave):
+            np.testing.assert_array_equal(trimmed, wave)
+            untouched += 1
+            continue
+        start = int(round(trimmed[0] * 4000))
+        end = len(wave) - start - len(trimmed)
+        np.testing.assert_array_equal(trimmed, wave[start : len(wave) - end])
+        assert 0 <= start <= 800 and 0 <= end <= 800  # 0.1 s at 8 kHz
+        starts.add(start)
+        ends.add(end)
+    assert 15 <= untouched <= 45 and len(starts) > 10 and len(ends) > 10
+    short = augmentation.apply(wave[:400], np.random.default_rng(1), rate)
+    assert len(short) >= 200  # at most a quarter of a short clip at each end
+
+
+def test_trim_needs_the_sampling_rate():
+    with pytest.raises(ValueError, match="trim_s=0.1 needs the waves' sampling_rate"):
+        for seed in range(10):
+            WaveformAugmentation(trim_s=0.1).apply(np.ones(1000, dtype=np.float32), np.random.default_rng(seed))
