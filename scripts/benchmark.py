@@ -1142,9 +1142,17 @@ def readme_of(args: BenchmarkArguments, report: dict) -> dict:
     title = "Speed and memory against transformers' AST" + (" (quick mode: checks the script)" if args.quick else "")
     if sections == ["varlen_inference", "varlen_training"]:
         title = "Variable length (`padding_mode=\"longest\"`) against AST and `\"max_length\"`"
+    notes = [f"Details: [results/{args.name}.md](results/{args.name}.md)."]
+    full = report.get("varlen_inference", {}).get("cases", {}).get("10s")
+    if full is not None:
+        runs = full["runs"]
+        notes.insert(0, (
+            f"10 s clips: the timed rounds spread by {100 * runs['meamtm_longest']['spread']:.0f}% (longest) and "
+            f"{100 * runs['meamtm_max_length']['spread']:.0f}% (max_length) of their medians; a ratio closer to 1 "
+            "than that is a tie."
+        ))
     return readme_table(title, "scripts/benchmark.py", command, ["goal", "target", "measured", "met"], rows,
-                        order=20 if args.name == "benchmark" else 30,
-                        notes=[f"Details: [results/{args.name}.md](results/{args.name}.md)."])
+                        order=20 if args.name == "benchmark" else 30, notes=notes)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,7 @@ def test_quick_variable_length_sections_write_their_rows(tmp_path):
         assert heading in markdown
     assert len(well_formed_tables(markdown)) == 4
     assert "nan" not in markdown.lower()
+    assert report["readme"]["notes"][0].startswith("10 s clips: the timed rounds spread by")
 
 
 def test_an_epoch_is_sampled_in_length_grouped_batches():
@@ -159,3 +160,14 @@ def test_full_window_goal_holds_longest_to_max_length(longest_per_second, met):
     epoch = {goal["goal"].split(",")[0]: goal for goal in goals if "one epoch of short clips" in goal["goal"]}
     assert epoch["training time"]["met"] and not epoch["training mean peak memory per step"]["met"]  # 0.52, 0.8 vs 0.5
     assert "0.50 (real / padded audio" in epoch["training time"]["target"]
+
+
+def test_the_readme_entry_reports_the_full_window_rounds_spread():
+    args = benchmark.BenchmarkArguments(sections=["varlen_inference", "varlen_training"], name="benchmark_variable_length")
+    report = varlen_results(1.0)
+    for name, spread in (("meamtm_longest", 0.031), ("meamtm_max_length", 0.052), ("ast", 0.01)):
+        report["varlen_inference"]["cases"]["10s"]["runs"][name]["spread"] = spread
+    report["goals"] = benchmark.goals_of(args, report)
+    entry = benchmark.readme_of(args, report)
+    assert entry["notes"][0].startswith("10 s clips: the timed rounds spread by 3% (longest) and 5% (max_length)")
+    assert [row[0] for row in entry["rows"]] == [goal["goal"] for goal in report["goals"]]
