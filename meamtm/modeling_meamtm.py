@@ -33,6 +33,15 @@ from .frontend_meamtm import MeamtmFrontend
 logger = logging.get_logger(__name__)
 
 
+def is_tracing() -> bool:
+    """Whether this forward is being traced into a graph (torch.compile, torch.export, torch.jit.trace).
+
+    A Python branch on tensor values (or on a dynamic size) would fix the graph to the batch it was traced on,
+    or break it; such branches are taken in eager mode only.
+    """
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
 class MeamtmPatchEmbeddings(nn.Module):
     """Log-mel `(batch, num_frames, num_mel_bins)` -> patch tokens `(batch, frequency * time, hidden_size)`
     on the `(frequency, time)` patch grid of `num_frames` (`num_patches` tokens at `max_length` frames).
@@ -89,8 +98,11 @@ class MeamtmEmbeddings(nn.Module):
             dim=1,
         )
         position_embeddings = self.position_embeddings
-        if self.config.padding_mode == "longest":
-            position_embeddings = self.first_columns(patches.shape[1] // self.patch_grid[0])
+        num_columns = patches.shape[1] // self.patch_grid[0]
+        # A spectrogram as wide as the grid takes the embeddings as they are, max_length's graph. While tracing
+        # the columns are always selected: comparing a dynamic width with the grid's would fix it in the graph.
+        if self.config.padding_mode == "longest" and (is_tracing() or num_columns != self.patch_grid[1]):
+            position_embeddings = self.first_columns(num_columns)
         tokens = tokens + position_embeddings
         if isinstance(self.patchout, MeamtmPatchout):
             tokens, patch_mask = self.patchout(tokens, patch_mask)
@@ -221,7 +233,7 @@ class MeamtmMLP(nn.Module):
             and torch.is_grad_enabled()
             and type(self.fc2) is nn.Linear
             and not (self.fc2._forward_hooks or self.fc2._forward_pre_hooks)
-            and not (torch.compiler.is_compiling() or torch.jit.is_tracing())
+            and not is_tracing()
         )
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -575,7 +587,7 @@ def _check_waveforms(
             f"{config.win_length}): the spectrogram is all padding frames, as ASTFeatureExtractor makes it, and "
             "the logits are those of an empty clip."
         )
-    if not (torch.compiler.is_compiling() or torch.jit.is_tracing()):
+    if not is_tracing():
         finite = torch.isfinite(input_values).all(dim=-1)
         if not bool(finite.all()):
             rows = (~finite).nonzero().flatten().tolist()
@@ -619,7 +631,7 @@ def attention_mask_of(config: MeamtmConfig, hidden_states: torch.Tensor, keep: t
     on CPU materialise `batch * tokens**2` values per layer and keep them for backward, more than the padding
     saves. Other implementations get transformers' `create_bidirectional_mask`.
     """
-    if not (torch.compiler.is_compiling() or torch.jit.is_tracing()) and bool(keep.all()):
+    if not is_tracing() and bool(keep.all()):
         return None
     implementation = config._attn_implementation
     if implementation not in ("eager", "sdpa"):
@@ -681,6 +693,11 @@ class MeamtmModel(MeamtmPreTrainedModel):
         patch_mask = None
         if self.config.padding_mode == "longest" and lengths is not None:
             patch_mask = real_patches(self.config, lengths, spectrogram.shape[1])
+            # A batch without padded patches runs max_length's graph: no attention mask, a plain mean. The check
+            # reads the mask, so it is made in eager mode only; a traced graph keeps the all-True mask, which
+            # gives the same values, so that one graph serves every batch.
+            if not is_tracing() and bool(patch_mask.all()):
+                patch_mask = None
         dtype = self.embeddings.patch_embeddings.projection.weight.dtype
         hidden_states, patch_mask = self.embeddings(spectrogram.to(dtype), patch_mask)
         attention = None

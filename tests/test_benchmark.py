@@ -1,13 +1,20 @@
 """scripts/benchmark.py in --quick mode: a complete, well-formed report (speed is never asserted)."""
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from .conftest import REPO
+
+
+spec = importlib.util.spec_from_file_location("benchmark_script", REPO / "scripts" / "benchmark.py")
+benchmark = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(benchmark)
 
 
 @pytest.mark.slow
@@ -45,11 +52,16 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path, fsdd_dir):
     assert finished.stdout.strip() == markdown.strip()
     for heading in ("## Frontend", "## Training step", "## Storage", "## Inference", "## Goals"):
         assert heading in markdown
-    tables = [block.splitlines() for block in markdown.split("\n\n") if block.startswith("|")]
-    assert len(tables) == 5
-    for table in tables:  # every row has the header's number of cells, and there are data rows
-        assert len(table) > 2 and {line.count("|") for line in table} == {table[0].count("|")}
+    assert len(well_formed_tables(markdown)) == 5
     assert "nan" not in markdown.lower()
+
+
+def well_formed_tables(markdown: str) -> list[list[str]]:
+    """The Markdown tables of a report, each checked to have data rows with the header's number of cells."""
+    tables = [block.splitlines() for block in markdown.split("\n\n") if block.startswith("|")]
+    for table in tables:
+        assert len(table) > 2 and {line.count("|") for line in table} == {table[0].count("|")}
+    return tables
 
 
 @pytest.mark.slow
@@ -66,13 +78,96 @@ def test_quick_variable_length_sections_write_their_rows(tmp_path):
     cases = report["varlen_inference"]["cases"]
     assert set(cases) == {"1s", "5s", "10s"}
     for case in cases.values():
-        assert set(case["runs"]) == {"meamtm_longest", "ast"} and case["same_top1_as_ast"] == 1.0
-        assert all(row["clips_per_second"] > 0 and row["peak_bytes"] > 0 for row in case["runs"].values())
+        assert set(case["runs"]) == {"meamtm_longest", "meamtm_max_length", "ast"} and case["same_top1_as_ast"] == 1.0
+        assert 0 <= case["longest_same_top1_as_max_length"] <= 1
+        for row in case["runs"].values():
+            assert row["clips_per_second"] > 0 and row["peak_bytes"] > 0 and row["spread"] >= 0
+            assert len(row["seconds_per_batch_rounds"]) == report["settings"]["repeats"]
+        assert case["runs"]["meamtm_max_length"]["speedup_vs_max_length"] == 1.0
+        assert case["runs"]["ast"]["speedup_vs_ast"] == 1.0
     training = report["varlen_training"]["cases"]
     assert set(training) == {"short", "long"}
     for case in training.values():
         assert 0 < case["real_over_padded_audio"] <= case["longest_over_window"] <= 1
         assert case["time_ratio"] > 0 and case["memory_ratio"] > 0
+    epochs = report["varlen_training"]["epochs"]
+    assert set(epochs) == {"short", "long"}
+    for epoch in epochs.values():
+        timed = report["settings"]["varlen_epoch_batches"]
+        assert len(epoch["batches_timed"]) == timed and epoch["batches_in_epoch"] > timed
+        assert 0 < epoch["real_over_padded_audio"] <= epoch["padded_to_longest_over_window"] <= 1
+        assert 0 < epoch["epoch_real_over_padded_audio"] <= 1
+        assert set(epoch["seconds"]) == set(epoch["mean_peak_bytes"]) == {"max_length", "longest"}
+        assert all(len(peaks) == timed for peaks in epoch["peak_bytes_per_step"].values())
+        assert epoch["time_ratio"] > 0 and epoch["memory_ratio"] > 0 and epoch["largest_memory_ratio"] > 0
+    goals = [goal["goal"] for goal in report["goals"]]
+    for expected in (
+        "pipeline, longest vs AST, 1 s clips", "pipeline, longest vs AST, 5 s clips",
+        "pipeline, longest vs max_length, 10 s clips",
+        "training step time, longest / max_length, random batches of short",
+        "training time, longest / max_length, one epoch of short clips grouped by length",
+        "training mean peak memory per step, longest / max_length, one epoch of long clips grouped by length",
+    ):
+        assert sum(goal.startswith(expected) for goal in goals) == 1, expected
     markdown = (tmp_path / "benchmark.md").read_text()
-    assert "## Variable length, inference" in markdown and "## Variable length, training step" in markdown
+    for heading in (
+        "## Variable length, inference", "## Variable length, training step on one random batch",
+        "## Variable length, training over one epoch grouped by length", "## Goals",
+    ):
+        assert heading in markdown
+    assert len(well_formed_tables(markdown)) == 4
     assert "nan" not in markdown.lower()
+    assert report["readme"]["notes"][0].startswith("10 s clips: the timed rounds spread by")
+
+
+def test_an_epoch_is_sampled_in_length_grouped_batches():
+    args = benchmark.BenchmarkArguments(train_batch_size=8, varlen_epoch_clips=400, varlen_epoch_batches=6)
+    window = 16240
+    batches, description = benchmark.epoch_batches("short", args, window)
+    assert len(batches) == 6 and all(len(batch) == 8 for batch in batches)
+    assert description["batches_in_epoch"] == 50 and description["batches_timed"][0] == 0
+    assert description["batches_timed"][-1] == 49
+    # LengthGroupedSampler's order: each batch sorted longest first, and the epoch's longest clip in batch 0.
+    assert all((np.diff(batch) <= 0).all() for batch in batches)
+    assert batches[0][0] == max(batch.max() for batch in batches)
+    real = sum(batch.sum() for batch in batches) / (window * 6 * 8)
+    assert description["real_over_padded_audio"] == pytest.approx(real)
+    # Grouping pads each batch only a little past its own clips: far less than random batches of these clips.
+    grouped = description["padded_to_longest_over_window"]
+    rng = np.random.default_rng(0)
+    shuffled = rng.permutation(np.concatenate(batches)).reshape(6, 8)
+    assert real <= grouped < shuffled.max(axis=1).mean() / window
+
+
+def varlen_results(longest_per_second: float) -> dict:
+    """The fields of a variable-length report that `goals_of` reads."""
+    rows = {"meamtm_longest": longest_per_second, "meamtm_max_length": 1.0, "ast": 0.9}
+    runs = {name: dict(speedup_vs_ast=value / 0.9, speedup_vs_max_length=value) for name, value in rows.items()}
+    epoch = dict(real_over_padded_audio=0.5, batches_timed=[0, 5], batches_in_epoch=10, time_ratio=0.52,
+                 memory_ratio=0.8)
+    random_batch = dict(real_over_padded_audio=0.5, time_ratio=0.9, memory_ratio=1.0)
+    return {
+        "varlen_inference": {"cases": {"10s": dict(clip_seconds=10.0, runs=runs)}},
+        "varlen_training": {"cases": {"short": random_batch}, "epochs": {"short": epoch}},
+    }
+
+
+@pytest.mark.parametrize("longest_per_second, met", [(1.0, True), (1.01, True), (0.99, False)])
+def test_full_window_goal_holds_longest_to_max_length(longest_per_second, met):
+    goals = benchmark.goals_of(benchmark.BenchmarkArguments(), varlen_results(longest_per_second))
+    (full,) = [goal for goal in goals if goal["goal"].startswith("pipeline, longest vs max_length, 10 s clips")]
+    assert full["target"] == ">= 1x" and full["met"] is met and full["measured"] == round(longest_per_second, 3)
+    epoch = {goal["goal"].split(",")[0]: goal for goal in goals if "one epoch of short clips" in goal["goal"]}
+    assert epoch["training time"]["met"] and not epoch["training mean peak memory per step"]["met"]  # 0.52, 0.8 vs 0.5
+    assert "0.50 (real / padded audio" in epoch["training time"]["target"]
+
+
+def test_the_readme_entry_reports_the_full_window_rounds_spread():
+    args = benchmark.BenchmarkArguments(sections=["varlen_inference", "varlen_training"], name="benchmark_variable_length")
+    report = varlen_results(1.0)
+    for name, spread in (("meamtm_longest", 0.031), ("meamtm_max_length", 0.052), ("ast", 0.01)):
+        report["varlen_inference"]["cases"]["10s"]["runs"][name]["spread"] = spread
+    report["goals"] = benchmark.goals_of(args, report)
+    entry = benchmark.readme_of(args, report)
+    assert entry["notes"][0].startswith("10 s clips: the timed rounds spread by 3% (longest) and 5% (max_length)")
+    assert [row[0] for row in entry["rows"]] == [goal["goal"] for goal in report["goals"]]

@@ -14,7 +14,7 @@ from torch._dynamo.utils import counters
 
 from meamtm import MeamtmConfig, MeamtmForAudioClassification, MeamtmModel
 from meamtm.inference.export import bucket_num_samples, export_onnx, onnx_logits
-from meamtm.modeling_meamtm import real_patches
+from meamtm.modeling_meamtm import MeamtmEmbeddings, real_patches
 
 from .conftest import WITHOUT_MEAMTM, tiny_config
 
@@ -112,13 +112,33 @@ def test_masked_mean_pooling_ignores_padded_patches():
     assert not torch.allclose(output.pooler_output[0], patches.mean(0))
 
 
-def test_full_length_clips_give_the_same_logits_in_both_modes():
-    fixed = classifier()
-    longest = classifier(padding_mode="longest")
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_full_window_clips_run_the_max_length_graph_in_longest_mode(pooling, attn_implementation, monkeypatch):
+    """A batch in which no patch is padding costs what "max_length" costs: no attention mask, a plain mean, the
+    positional embeddings as they are, and the same outputs to the bit."""
+    fixed = classifier(pooling=pooling, attn_implementation=attn_implementation)
+    longest = classifier(pooling=pooling, attn_implementation=attn_implementation, padding_mode="longest")
     longest.load_state_dict(fixed.state_dict())
-    waveforms = torch.randn(2, fixed.config.num_samples) * 0.1
+    window = fixed.config.num_samples
+    waveforms, mask = mixed_batch(fixed.config, [window, window, window])
+    masks, selected = [], []
+    for layer in longest.meamtm.layers:
+        layer.register_forward_pre_hook(lambda module, args: masks.append(args[1]))
+    first_columns = MeamtmEmbeddings.first_columns
+    monkeypatch.setattr(MeamtmEmbeddings, "first_columns", lambda *args: selected.append(args) or first_columns(*args))
     with torch.no_grad():
-        torch.testing.assert_close(longest(waveforms).logits, fixed(waveforms).logits, atol=1e-5, rtol=1e-5)
+        expected = fixed(waveforms, attention_mask=mask, output_hidden_states=True)
+        for inputs in ({"attention_mask": mask}, {}):
+            output = longest(waveforms, output_hidden_states=True, **inputs)
+            assert torch.equal(output.logits, expected.logits)
+            assert all(torch.equal(ours, theirs) for ours, theirs in zip(output.hidden_states, expected.hidden_states))
+    assert masks == [None] * 2 * len(longest.meamtm.layers) and not selected
+    # One clip shorter by a patch column takes the masked graph, the same model otherwise.
+    waveforms, mask = mixed_batch(fixed.config, [window, window - fixed.config.time_stride * fixed.config.hop_length * 2])
+    with torch.no_grad():
+        longest(waveforms, attention_mask=mask)
+    assert masks[-1] is not None
 
 
 def reference_inputs():
@@ -292,7 +312,10 @@ def test_torch_compile_does_not_recompile_per_length():
     counters["stats"].clear()
     graphs = []
     window = model.config.num_samples
-    for lengths in ([3000, 1200], [9000, 300], [4100, 4000], [7000, 2000], [5500, 800], [window, 5000], [window + 900, 10]):
+    for lengths in (
+        [3000, 1200], [9000, 300], [4100, 4000], [7000, 2000], [5500, 800], [window, 5000], [window + 900, 10],
+        [window, window],  # no padded patch: eager mode takes max_length's graph; the compiled graph stays one
+    ):
         waveforms, mask = mixed_batch(model.config, lengths)
         with torch.no_grad():
             torch.testing.assert_close(
