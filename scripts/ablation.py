@@ -30,7 +30,7 @@ from meamtm.training.recipes import load_recipe  # noqa: E402
 from meamtm.training.results import current_date, machine_description, readme_table, write_result_file  # noqa: E402
 
 
-RECIPE = "fsdd"
+DEFAULT_RECIPE = "fsdd"
 
 
 # name -> (config overrides added to the recipe's, extra train.py flags)
@@ -107,8 +107,11 @@ class AblationArguments:
         metadata={"help": f"Variants to run, of: {', '.join(VARIANTS)}."},
     )
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Training seeds of every run."})
-    num_train_epochs: float = field(
-        default=load_recipe(RECIPE).arguments["num_train_epochs"], metadata={"help": "Epochs of every run."}
+    recipe: str = field(
+        default=DEFAULT_RECIPE, metadata={"help": "The recipe every variant starts from (a shipped name or a file)."}
+    )
+    num_train_epochs: float | None = field(
+        default=None, metadata={"help": "Epochs of every run (default: the recipe's)."}
     )
     folds_dir: str = field(default="fsdd-folds", metadata={"help": "Output of scripts/fsdd_folds.py."})
     output_dir: str = field(default="ablation-runs", metadata={"help": "Each run's train.py output folder goes here."})
@@ -117,11 +120,16 @@ class AblationArguments:
     threads: int = field(default=1, metadata={"help": "OMP_NUM_THREADS of each run."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training clips."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N test clips."})
+    readme: bool = field(
+        default=True, metadata={"help": "Give the result file a README table (False for a search kept out of it)."}
+    )
     train_missing: bool = field(
         default=True, metadata={"help": "False: train nothing, table only the runs that have finished."}
     )
 
     def __post_init__(self):
+        if self.num_train_epochs is None:
+            self.num_train_epochs = load_recipe(self.recipe).arguments["num_train_epochs"]
         unknown = [name for name in self.variants if name not in VARIANTS]
         if unknown:
             raise ValueError(f"Unknown --variants {unknown}: choose from {', '.join(VARIANTS)}.")
@@ -149,9 +157,9 @@ def train_arguments(args: AblationArguments, run: Run) -> list[str]:
     """The `scripts/train.py` command line of one run (the variant's settings come last and win)."""
     overrides, flags = VARIANTS[run.variant]
     fold = Path(args.folds_dir) / run.fold
-    recipe_overrides = load_recipe(RECIPE).arguments.get("config_overrides")
+    recipe_overrides = load_recipe(args.recipe).arguments.get("config_overrides")
     command = [
-        "--recipe", RECIPE,
+        "--recipe", args.recipe,
         "--train_file", str(fold / "train.csv"),
         "--eval_file", str(fold / "test.csv"),
         "--config_overrides", ",".join(filter(None, [recipe_overrides, overrides])),
@@ -215,8 +223,8 @@ def summary_of(args: AblationArguments, results: list[dict]) -> dict:
 
 def markdown_of(args: AblationArguments, summary: dict) -> str:
     lines = [
-        f"FSDD leave-one-speaker-out, `scripts/train.py --recipe {RECIPE}` at {args.num_train_epochs:g} epochs "
-        f"(the recipe trains {load_recipe(RECIPE).arguments['num_train_epochs']}), seeds {args.seeds}, folds {args.folds} "
+        f"FSDD leave-one-speaker-out, `scripts/train.py --recipe {args.recipe}` at {args.num_train_epochs:g} epochs "
+        f"(the recipe trains {load_recipe(args.recipe).arguments['num_train_epochs']}), seeds {args.seeds}, folds {args.folds} "
         f"(test speaker held out), {args.threads} torch thread(s) per run. A missing cell was not run; a mean "
         "over fewer folds than the table's says so.",
         "",
@@ -240,9 +248,10 @@ def main(argv: list[str] | None = None) -> dict:
     with ThreadPoolExecutor(args.parallel) as pool:
         results = [result for result in pool.map(lambda run: run_one(args, run), runs) if result is not None]
     summary = summary_of(args, results)
-    report = dict(settings=asdict(args), recipe=load_recipe(RECIPE).arguments, runs=results, summary=summary,
+    report = dict(settings=asdict(args), recipe=load_recipe(args.recipe).arguments, runs=results, summary=summary,
                   machine=machine_description(), date=current_date())
-    report["readme"] = readme_of(args, summary, report)
+    if args.readme:
+        report["readme"] = readme_of(args, summary, report)
     markdown = markdown_of(args, summary)
     write_result_file(Path(args.results).with_suffix(".json"), report, markdown)
     print(markdown)
@@ -256,18 +265,19 @@ def readme_of(args: AblationArguments, summary: dict, report: dict) -> dict:
         folds = len(scores) - 1
         mean = f"{100 * scores['mean']:.1f} %" + ("" if folds == len(args.folds) else f" ({folds} folds)")
         rows.append([variant] + [f"{100 * scores[fold]:.1f} %" if fold in scores else "—" for fold in args.folds] + [mean])
-    epochs = load_recipe(RECIPE).arguments["num_train_epochs"]
+    epochs = load_recipe(args.recipe).arguments["num_train_epochs"]
     return readme_table(
         "Voices never heard in training: FSDD leave-one-speaker-out accuracy",
         "scripts/ablation.py",
-        f"python scripts/ablation.py --folds {' '.join(args.folds)} --variants {' '.join(args.variants)} "
-        f"--num_train_epochs {args.num_train_epochs:g}",
+        f"python scripts/ablation.py --recipe {args.recipe} --folds {' '.join(args.folds)} "
+        f"--variants {' '.join(args.variants)} --num_train_epochs {args.num_train_epochs:g} --seeds "
+        + " ".join(str(seed) for seed in args.seeds),
         ["variant", *(f"{fold} held out" for fold in args.folds), "mean"], rows, order=50,
         machine=report["machine"], date=report["date"],
-        notes=[f"The FSDD recipe shortened to {args.num_train_epochs:g} of its {epochs} epochs, seeds {args.seeds}, "
+        notes=[f"The `{args.recipe}` recipe at {args.num_train_epochs:g} of its {epochs} epochs, seeds {args.seeds}, "
                "one thread per run; a cell marked — was not run. Variants: "
-               + "; ".join(f"{name} = {VARIANTS[name][0] or 'the recipe'}" for name in summary)
-               + ". Details: [results/ablation_loso.md](results/ablation_loso.md), [docs/generalisation.md](docs/generalisation.md)."],
+               + "; ".join(f"{name} = {' '.join(filter(None, [VARIANTS[name][0], *VARIANTS[name][1]])) or 'the recipe'}" for name in summary)
+               + f". Details: [{args.results}.md]({args.results}.md), [docs/generalisation.md](docs/generalisation.md)."],
     )
 
 

@@ -215,6 +215,11 @@ def apply_data_defaults(command: list[str] | dict, args: Arguments, train_split,
                              skip_unreadable=args.data.skip_unreadable_files)
     logger.info("The training data:\n  " + summary.describe().replace("\n", "\n  "))
     defaults, overrides, choices = defaults_from_data(summary, args.model.config_name, args.model.config_overrides)
+    if args.data.streaming and defaults.get("train_sampling_strategy") == "group_by_length":
+        # A stream has no lengths to group by ahead of time.
+        del defaults["train_sampling_strategy"]
+        choices = [choice for choice in choices if not choice.startswith("train_sampling_strategy=")]
+        choices.append("train_sampling_strategy: the Trainer's (a stream cannot be grouped by length)")
     given = given_arguments(command)
     logger.info("Defaults of a fresh model for this data (a flag overrides each):")
     for choice in choices:
@@ -280,7 +285,8 @@ def prepare_data(splits: dict, labels, extractor, args: Arguments, padding_mode:
         )
         split = take_first(split, limits[role])
         if role == "train" and training.train_sampling_strategy == "group_by_length":
-            split = add_length_column(split, data.audio_column, extractor.sampling_rate, training.length_column_name)
+            split = add_length_column(split, data.audio_column, extractor.sampling_rate, training.length_column_name,
+                                      skip_unreadable=data.skip_unreadable_files)
         datasets[role] = prepare_dataset(split, transforms[role])
     return datasets, transforms["train"], fault_log
 

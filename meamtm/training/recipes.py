@@ -8,7 +8,7 @@ A recipe file holds a `description` and groups of arguments (`model`, `optimiser
     python scripts/train.py --recipe fsdd --learning_rate 1e-3 --output_dir mine   # flags win over the recipe
 
 `defaults_from_data` chooses what a run given only its data needs: the model's rate and window from the
-clips, and the FSDD recipe's model settings, optimiser, augmentation and schedule.
+clips, and the FSDD recipe's optimiser, augmentation, schedule and padding mode.
 """
 
 import json
@@ -34,6 +34,11 @@ MAX_DEFAULT_SAMPLING_RATE = 16000
 WINDOW_QUANTILE = 0.95
 # What a data-only run takes from the recipe's schedule: how long to train and in which order clips come.
 SCHEDULE_DEFAULTS = ("num_train_epochs", "train_sampling_strategy")
+# What it takes from the recipe's model: settings that change what a step costs, not what the model can learn.
+# The rest suits the recipe's data only: its rate and window; its width (sized to a few thousand clips); and
+# per-clip normalisation, which removes whatever is steady over a clip, a held tone or hum as well as a
+# microphone's colour, so that a class of steady sounds could no longer be told apart.
+MODEL_DEFAULTS = ("padding_mode",)
 
 
 @dataclass
@@ -104,7 +109,7 @@ def defaults_from_data(
 
     Returns `(arguments, config_overrides, choices)`: the optimiser, augmentation and number of epochs of
     `recipe` as argument defaults (and its schedule's `SCHEDULE_DEFAULTS`); config overrides that carry the recipe's
-    model settings other than its rate and window, then set the sampling rate (the clips' most common rate, at most
+    `MODEL_DEFAULTS`, then set the sampling rate (the clips' most common rate, at most
     `MAX_DEFAULT_SAMPLING_RATE`) and the window (`WINDOW_QUANTILE` of the clip durations, on the patch grid),
     with `config_overrides` after them so that its items win; and one line per choice, for the log.
     """
@@ -114,11 +119,9 @@ def defaults_from_data(
     arguments = {**chosen.groups.get("optimiser", {}), **chosen.groups.get("augmentation", {}), **schedule}
     choices = [f"{key}={value} (the {chosen.name} recipe's)" for key, value in arguments.items()]
     given = {item.partition("=")[0].strip() for item in (config_overrides or "").split(",") if item.strip()}
-    # The recipe's model settings (normalisation, padding mode, in-model augmentation, ...) but not its rate and
-    # window, which belong to its own data.
     model_items = [
         item for item in (chosen.groups.get("model", {}).get("config_overrides") or "").split(",")
-        if item.strip() and item.partition("=")[0].strip() not in ("sampling_rate", "max_length")
+        if item.strip() and item.partition("=")[0].strip() in MODEL_DEFAULTS
     ]
     derived = list(model_items)
     choices += [f"{item} (the {chosen.name} recipe's model)" for item in model_items if item.partition("=")[0].strip() not in given]

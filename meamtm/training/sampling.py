@@ -58,17 +58,27 @@ class BalancedSampler(torch.utils.data.Sampler):
         yield from torch.multinomial(self.weights, len(self.weights), replacement=True, generator=generator).tolist()
 
 
-def add_length_column(dataset, audio_column: str, sampling_rate: int, column: str = "length"):
+def add_length_column(dataset, audio_column: str, sampling_rate: int, column: str = "length", skip_unreadable: bool = False):
     """A map-style data set with `column`: each clip's length in samples at `sampling_rate`, read from the file
     header (`meamtm.audio_io.audio_info`) without decoding, so that the Trainer's `group_by_length` sampler
     (`train_sampling_strategy="group_by_length"`, `length_column_name`) can batch clips of similar length.
 
-    A clip whose header holds no duration is decoded to count its samples. Call it before `prepare_dataset`.
+    A clip whose header holds no duration is decoded to count its samples. A clip that cannot be read raises the
+    decoder's `ValueError`, or with `skip_unreadable` gets length 0 (the training transform then skips and logs
+    it). Call it before `prepare_dataset`.
     """
     if isinstance(dataset, IterableDataset):
         raise ValueError("Grouping by length needs a map-style data set; it cannot stream (drop --streaming).")
 
     def length_of(value) -> int:
+        try:
+            return readable_length_of(value)
+        except ValueError:
+            if not skip_unreadable:
+                raise
+            return 0
+
+    def readable_length_of(value) -> int:
         if isinstance(value, dict) and "array" in value:
             return round(len(value["array"]) * sampling_rate / value["sampling_rate"])
         source = value if isinstance(value, str) else (value.get("bytes") or value.get("path"))

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import SequentialSampler
 from safetensors.torch import load_file
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, Trainer, TrainingArguments
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_pt_utils import LengthGroupedSampler
-from transformers.trainer_utils import sort_checkpoints
+from transformers.trainer_utils import has_length, sort_checkpoints
 from transformers.utils import logging
 
 from . import metrics
@@ -212,6 +213,14 @@ class MeamtmTrainer(Trainer):
             batch_size = self.args.train_batch_size * self.args.gradient_accumulation_steps
             return LengthGroupedSampler(batch_size, lengths=list(lengths))
         return super()._get_train_sampler(train_dataset)
+
+    def _get_eval_sampler(self, eval_dataset):
+        # The Trainer groups evaluation by length too when training does, reading each length through the
+        # audio-decoding transform (every clip decoded once more, and an unreadable one fails): keep the data set's
+        # order, which also lines predictions up with the files.
+        if self.args.train_sampling_strategy == "group_by_length" and eval_dataset is not None and has_length(eval_dataset):
+            return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+        return super()._get_eval_sampler(eval_dataset)
 
     def create_model_card(self, *args, **kwargs):
         if not (Path(self.args.output_dir) / "README.md").is_file():

@@ -81,3 +81,24 @@ def test_without_training_only_finished_runs_are_tabled(tmp_path, folds):
     assert [(r["variant"], r["fold"]) for r in report["runs"]] == [("baseline", "george")]
     assert report["summary"] == {"baseline": {"george": 0.5, "mean": 0.5}}
     assert "| baseline | recipe | 50.0% | - | 50.0% (1 of 2 folds) |" in (tmp_path / "out" / "loso.md").read_text()
+
+
+def test_another_recipe_gives_every_run_its_settings_and_epochs(tmp_path, folds):
+    (args,) = ablation.HfArgumentParser(ablation.AblationArguments).parse_args_into_dataclasses(
+        args=["--folds_dir", str(folds), "--output_dir", str(tmp_path / "runs"), "--recipe", "fsdd_v1"]
+    )
+    v1 = load_recipe("fsdd_v1").arguments
+    assert args.num_train_epochs == v1["num_train_epochs"]
+    parsed = train.parse_arguments(ablation.train_arguments(args, ablation.Run("per_clip", "jackson", 0)))
+    assert parsed.model.config_overrides == v1["config_overrides"] + ",normalization=per_clip"
+    assert parsed.training.num_train_epochs == v1["num_train_epochs"]
+
+
+def test_a_search_can_be_kept_out_of_the_readme(tmp_path, folds):
+    folder = tmp_path / "runs" / "baseline" / "george" / "seed0"
+    folder.mkdir(parents=True)
+    (folder / "eval_results.json").write_text(json.dumps({"eval_accuracy": 0.5}))
+    common = ("--variants", "baseline", "--folds", "george", "--train_missing", "false")
+    assert "readme" in ablation.main(arguments(tmp_path, folds, *common))
+    report = ablation.main(arguments(tmp_path, folds, *common, "--readme", "false"))
+    assert "readme" not in report and "readme" not in json.loads((tmp_path / "out" / "loso.json").read_text())

@@ -40,9 +40,9 @@ def summary(durations, rate=16000) -> DataSummary:
 
 
 def recipe_model_items(recipe) -> list[str]:
-    """The recipe's config overrides other than its rate and window."""
+    """The recipe's config overrides a data-only run takes: its padding mode."""
     items = (recipe.groups["model"].get("config_overrides") or "").split(",")
-    return [item for item in items if item and item.split("=")[0] not in ("sampling_rate", "max_length")]
+    return [item for item in items if item.split("=")[0] == "padding_mode"]
 
 
 def test_defaults_from_data_size_the_window_and_take_the_recipe_optimiser():
@@ -61,19 +61,19 @@ def test_defaults_from_data_size_the_window_and_take_the_recipe_optimiser():
     assert "max_length as --config_overrides gives it" in choices
 
 
-def test_defaults_from_data_take_the_recipe_model_settings_but_not_its_rate_and_window(tmp_path):
+def test_defaults_from_data_take_the_recipe_padding_mode_but_not_what_suits_its_own_data(tmp_path):
     recipe = tmp_path / "voices.json"
     recipe.write_text(json.dumps({
-        "model": {"config_overrides": "sampling_rate=8000,max_length=100,normalization=per_clip,drop_path_rate=0.1"},
+        "model": {"config_overrides": "sampling_rate=8000,max_length=100,normalization=per_clip,padding_mode=longest,"
+                                      "hidden_size=96"},
         "optimiser": {"learning_rate": 1e-3},
         "schedule": {"num_train_epochs": 7, "train_sampling_strategy": "group_by_length", "logging_steps": 5},
     }))
-    arguments, overrides, choices = defaults_from_data(
-        summary([0.5] * 10), "tiny", "drop_path_rate=0.2", recipe=str(recipe)
-    )
+    arguments, overrides, choices = defaults_from_data(summary([0.5] * 10), "tiny", "hidden_size=48", recipe=str(recipe))
     assert arguments == {"learning_rate": 1e-3, "num_train_epochs": 7, "train_sampling_strategy": "group_by_length"}
-    assert overrides.split(",") == [
-        "normalization=per_clip", "drop_path_rate=0.1", "sampling_rate=16000", "max_length=56", "drop_path_rate=0.2"
-    ]
-    assert "normalization=per_clip (the voices recipe's model)" in choices
-    assert not any(choice.startswith("drop_path_rate=0.1") for choice in choices)  # the command line's wins
+    # a steady tone would not survive per-clip normalisation, and a width suits the recipe's own data size
+    assert overrides.split(",") == ["padding_mode=longest", "sampling_rate=16000", "max_length=56", "hidden_size=48"]
+    assert "padding_mode=longest (the voices recipe's model)" in choices
+    _, overrides, choices = defaults_from_data(summary([0.5] * 10), "tiny", "padding_mode=max_length", recipe=str(recipe))
+    assert overrides.split(",")[-1] == "padding_mode=max_length"  # the command line's wins
+    assert not any(choice.startswith("padding_mode=longest") for choice in choices)

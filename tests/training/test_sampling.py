@@ -48,3 +48,14 @@ def test_add_length_column_reads_lengths_at_the_model_rate_without_the_transform
     prepared = prepare_dataset(with_lengths, AudioTransform("audio", "label", labels, 8000, 8000, train=False))
     assert prepared.with_format(None)["length"] == [8000, 2000]
     assert prepared[0]["input_values"].shape == (8000,)  # the transform still decodes the audio
+
+
+def test_add_length_column_raises_on_an_unreadable_clip_or_gives_it_length_zero_when_skipping(tmp_path, clip_file):
+    from meamtm.training.sampling import add_length_column
+
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not really a wave file")
+    dataset = Dataset.from_dict({"audio": [clip_file, str(broken)], "label": [1, 2]})
+    with pytest.raises(ValueError, match="broken.wav"):
+        add_length_column(dataset, "audio", 16000)
+    assert add_length_column(dataset, "audio", 16000, skip_unreadable=True)["length"] == [8000, 0]

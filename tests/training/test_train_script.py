@@ -70,9 +70,12 @@ def run_args(data: dict, output_dir: Path, *extra: str) -> list[str]:
 
 # Shared by the resume, kill and data-parallel tests: 12 steps of 4 clips, checkpoints every 4 steps, with
 # augmentation on, so that an exact match also shows that augmentation is reproducible.
+# Random order, not the data-only default of grouping by length: the Trainer's `LengthGroupedSampler` forms its
+# groups per process batch size, so one process and two draw different batches.
 RESUME_RUN = [
     "--max_steps", "12", "--save_strategy", "steps", "--save_steps", "4", "--eval_strategy", "no",
     "--learning_rate", "1e-3", "--gain_db", "6", "--shift_s", "0.1", "--noise_snr_db", "20",
+    "--train_sampling_strategy", "random",
 ]
 
 
@@ -450,13 +453,17 @@ def test_each_shipped_recipe_parses_and_trains_a_few_steps(recipe, fsdd_small, t
                                  "--max_steps", "2", "--per_device_train_batch_size", "8", "--eval_strategy", "no",
                                  *QUIET])
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["hidden_size"] == 64 and config["sampling_rate"] == 8000 and config["max_length"] == 100
+    assert config["num_hidden_layers"] == 2 and config["sampling_rate"] == 8000 and config["max_length"] == 100
+    recipe_overrides = dict(item.split("=") for item in arguments["config_overrides"].split(","))
+    for key in ("hidden_size", "normalization", "padding_mode"):
+        if key in recipe_overrides:
+            assert str(config[key]) == recipe_overrides[key]
     assert 0 <= metrics["eval_accuracy"] <= 1
     assert f"recipe: {recipe}" in (tmp_path / "README.md").read_text()
 
 
 def test_recipe_errors_name_the_recipe(tmp_path):
-    with pytest.raises(ValueError, match=r"--recipe 'nope' is neither a shipped recipe \(\['audioset', 'demo', 'fsdd'\]\)"):
+    with pytest.raises(ValueError, match=r"--recipe 'nope' is neither a shipped recipe \(\['audioset', 'demo', 'fsdd', 'fsdd_v1'\]\)"):
         train_script.parse_arguments(["--recipe", "nope"])
     (tmp_path / "bad.json").write_text(json.dumps({"optimiser": {"learning_rat": 1e-3}}))
     with pytest.raises(ValueError, match=r"sets \['learning_rat'\], which are not scripts/train.py arguments"):

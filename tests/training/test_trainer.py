@@ -185,3 +185,20 @@ def test_trainer_groups_by_the_length_column_without_decoding(tmp_path):
     for start in range(0, 48, 12):
         run = [lengths[index] for index in order[start + 1 : start + 12]]
         assert run == sorted(run, reverse=True)
+
+
+def test_evaluation_keeps_the_data_set_order_when_training_groups_by_length(tmp_path):
+    from datasets import Dataset
+    from torch.utils.data import SequentialSampler
+
+    from meamtm import MeamtmForAudioClassification
+    from meamtm.training.trainer import MeamtmTrainer, MeamtmTrainingArguments
+
+    from ..conftest import tiny_config
+
+    args = MeamtmTrainingArguments(output_dir=str(tmp_path), train_sampling_strategy="group_by_length", report_to="none",
+                                    eval_strategy="no")
+    trainer = MeamtmTrainer(model=MeamtmForAudioClassification(tiny_config(num_labels=2)), args=args)
+    eval_dataset = Dataset.from_dict({"input_values": [[0.0] * n for n in (5, 1, 3)], "label": [0, 1, 0]})
+    sampler = trainer._get_eval_sampler(eval_dataset)
+    assert isinstance(sampler, SequentialSampler) and list(sampler) == [0, 1, 2]
