@@ -35,7 +35,7 @@ WINDOW_QUANTILE = 0.95
 # What a data-only run takes from the recipe's schedule: how long to train and in which order clips come.
 SCHEDULE_DEFAULTS = ("num_train_epochs", "train_sampling_strategy")
 # What it takes from the recipe's model: settings that change what a step costs, not what the model can learn.
-# The rest suits the recipe's data only: its rate and window; its width (sized to a few thousand clips); and
+# The rest suits the recipe's data only: its rate and window, its model size, and
 # per-clip normalisation, which removes whatever is steady over a clip, a held tone or hum as well as a
 # microphone's colour, so that a class of steady sounds could no longer be told apart.
 MODEL_DEFAULTS = ("padding_mode",)
