@@ -123,6 +123,7 @@ class AblationArguments:
     readme: bool = field(
         default=True, metadata={"help": "Give the result file a README table (False for a search kept out of it)."}
     )
+    readme_note: str | None = field(default=None, metadata={"help": "A sentence added to the README table's notes."})
     train_missing: bool = field(
         default=True, metadata={"help": "False: train nothing, table only the runs that have finished."}
     )
@@ -277,7 +278,8 @@ def readme_of(args: AblationArguments, summary: dict, report: dict) -> dict:
         notes=[f"The `{args.recipe}` recipe at {args.num_train_epochs:g} of its {epochs} epochs, seeds {args.seeds}, "
                "one thread per run; a cell marked — was not run. Variants: "
                + "; ".join(f"{name} = {' '.join(filter(None, [VARIANTS[name][0], *VARIANTS[name][1]])) or 'the recipe'}" for name in summary)
-               + f". Details: [{args.results}.md]({args.results}.md), [docs/generalisation.md](docs/generalisation.md)."],
+               + f". Details: [{args.results}.md]({args.results}.md), [docs/generalisation.md](docs/generalisation.md)."]
+        + ([args.readme_note] if args.readme_note else []),
     )
 
 

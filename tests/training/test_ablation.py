@@ -102,3 +102,12 @@ def test_a_search_can_be_kept_out_of_the_readme(tmp_path, folds):
     assert "readme" in ablation.main(arguments(tmp_path, folds, *common))
     report = ablation.main(arguments(tmp_path, folds, *common, "--readme", "false"))
     assert "readme" not in report and "readme" not in json.loads((tmp_path / "out" / "loso.json").read_text())
+
+
+def test_a_readme_note_is_added_to_the_table_notes(tmp_path, folds):
+    folder = tmp_path / "runs" / "baseline" / "george" / "seed0"
+    folder.mkdir(parents=True)
+    (folder / "eval_results.json").write_text(json.dumps({"eval_accuracy": 0.5}))
+    report = ablation.main(arguments(tmp_path, folds, "--variants", "baseline", "--folds", "george",
+                                     "--train_missing", "false", "--readme_note", "Compare with 0.1."))
+    assert report["readme"]["notes"][-1] == "Compare with 0.1."
