@@ -34,6 +34,12 @@ class MeamtmConfig(PreTrainedConfig):
             microphone or room response and the recording level, which are offsets of the log-mel, cancel. The
             result is still divided by `2 * spectrogram_std` (one scale for every band: a per-band standard
             deviation over a short clip is noisy and would blow up near-silent bands); padding frames are 0.
+        cepstral_coefficients (`int`, defaults to 0): keep only the first this many coefficients
+            of each frame's log-mel DCT-II (its cepstrum), and make the log-mel again from them: a smooth spectral
+            envelope, the formants of speech without the harmonics of the speaker's pitch (an MFCC's liftering,
+            kept on the mel axis so the patches still read a spectrogram). A fixed `(num_mel_bins, num_mel_bins)`
+            projection after the log; it keeps each frame's mean, so padding and normalisation are unchanged.
+            0 (AST) or `num_mel_bins` keeps every coefficient.
         trainable_stft (`bool`, defaults to `False`): make the (folded) STFT kernels parameters.
         trainable_mel (`bool`, defaults to `False`): make the mel filter bank a parameter.
         stft_backend (`str`, defaults to `"auto"`): `"conv"` runs nnAudio's STFT convolution; `"fft"` computes
@@ -123,6 +129,7 @@ class MeamtmConfig(PreTrainedConfig):
     mel_floor: float | int = 1.1920929e-07
     do_normalize: bool = True
     normalization: str = "global"
+    cepstral_coefficients: int = 0
     spectrogram_mean: float | int = -4.2677393
     spectrogram_std: float | int = 4.5689974
     trainable_stft: bool = False
@@ -244,6 +251,10 @@ class MeamtmConfig(PreTrainedConfig):
         return any(self.patchout_dropped)
 
     @property
+    def uses_cepstral_smoothing(self) -> bool:
+        return 0 < self.cepstral_coefficients < self.num_mel_bins
+
+    @property
     def uses_filter_bank_augment(self) -> bool:
         return self.vtlp_max_warp > 0 or self.mel_tilt_db > 0 or self.mel_band_stop_width > 0
 
@@ -312,6 +323,11 @@ class MeamtmConfig(PreTrainedConfig):
             raise ValueError(
                 "normalization='per_clip' with do_normalize=False normalises nothing: set do_normalize=True, or "
                 "leave normalization='global'."
+            )
+        if not 0 <= self.cepstral_coefficients <= self.num_mel_bins:
+            raise ValueError(
+                f"cepstral_coefficients={self.cepstral_coefficients} must be in [1, num_mel_bins={self.num_mel_bins}] "
+                "(about 12-30 smooths away pitch harmonics), or 0 to keep the log-mel as it is."
             )
         if self.stft_precision not in ("float32", "float64"):
             raise ValueError(f"stft_precision={self.stft_precision!r} is not one of 'float32', 'float64'.")

@@ -62,6 +62,18 @@ def mel_filters_of(config: MeamtmConfig) -> np.ndarray:
         )
 
 
+def cepstral_smoothing_of(config: MeamtmConfig) -> np.ndarray:
+    """`(num_mel_bins, num_mel_bins)` float64 projection of a log-mel frame (a row) onto its first
+    `config.cepstral_coefficients` orthonormal DCT-II coefficients, and back: `frame @ P` is the frame's smooth
+    envelope. `P` is symmetric and keeps constants (coefficient 0 is a constant), so padding stays padding."""
+    bins = config.num_mel_bins
+    k = np.arange(bins)[:, None]
+    dct = np.sqrt(2 / bins) * np.cos(np.pi * k * (2 * np.arange(bins)[None, :] + 1) / (2 * bins))
+    dct[0] /= np.sqrt(2)
+    kept = dct[: config.cepstral_coefficients or bins]
+    return kept.T @ kept
+
+
 def power_of(squares: torch.Tensor) -> torch.Tensor:
     """`(..., freq, 2)` squared real and imaginary parts -> power `(..., freq)`."""
     return squares[..., 0] + squares[..., 1]
@@ -127,6 +139,9 @@ class MeamtmFrontend(nn.Module):
         else:
             self.register_buffer("mel_filters", mel, persistent=False)
         self.register_buffer("window", torch.zeros(config.win_length, dtype=stft_dtype), persistent=False)
+        if config.uses_cepstral_smoothing:
+            bins = config.num_mel_bins
+            self.register_buffer("cepstral_smoothing", torch.zeros(bins, bins), persistent=False)
         self.filter_bank_augment = (
             MeamtmFilterBankAugment(config) if config.uses_filter_bank_augment else nn.Identity()
         )
@@ -151,6 +166,8 @@ class MeamtmFrontend(nn.Module):
         window_mask = np.zeros((1, config.n_fft, 1))
         window_mask[0, start:stop, 0] = 1.0
         values["window_mask"] = window_mask
+        if config.uses_cepstral_smoothing:
+            values["cepstral_smoothing"] = cepstral_smoothing_of(config).astype(np.float32)
         return {name: torch.from_numpy(np.asarray(value)) for name, value in values.items()}
 
     def kernel_tensors(self) -> dict[str, torch.Tensor]:
@@ -161,6 +178,7 @@ class MeamtmFrontend(nn.Module):
             "mel_filters": self.mel_filters,
             "window": self.window,
             "window_mask": self.stft.window_mask,
+            **({"cepstral_smoothing": self.cepstral_smoothing} if self.config.uses_cepstral_smoothing else {}),
         }
 
     @torch.no_grad()
@@ -247,6 +265,10 @@ class MeamtmFrontend(nn.Module):
                             output[clips, frames] = self._log_mel(power_of(squares), piece_filters)
                         else:
                             output[clips, frames] = self._log_mel_sparse(squares, sparse_filters)
+                if config.uses_cepstral_smoothing:
+                    # Every frame, padding too: the projection keeps a constant frame as it is. It is symmetric, so
+                    # `P @ mel_major` is `(output @ P)` kept mel-major.
+                    output = torch.matmul(self.cepstral_smoothing, output.transpose(1, 2)).transpose(1, 2)
             if lengths is not None:
                 frames_per_clip = torch.div(lengths - config.win_length, config.hop_length, rounding_mode="floor") + 1
                 is_padding = torch.arange(output_frames, device=output.device)[None, :] >= frames_per_clip[:, None]

@@ -6,7 +6,7 @@ import torch
 from transformers import ASTFeatureExtractor
 
 from meamtm import MeamtmConfig, MeamtmFrontend
-from meamtm.frontend_meamtm import kaldi_frame_operator, power_of
+from meamtm.frontend_meamtm import cepstral_smoothing_of, kaldi_frame_operator, power_of
 
 from .conftest import tiny_config
 
@@ -283,6 +283,48 @@ def test_normalisation_setting_is_checked():
         tiny_config(normalization="clip")
     with pytest.raises(ValueError, match="do_normalize=False normalises nothing"):
         tiny_config(normalization="per_clip", do_normalize=False)
+
+
+def test_cepstral_smoothing_is_a_symmetric_projection_that_keeps_constants_and_envelopes():
+    config = tiny_config(cepstral_coefficients=10)
+    projection = cepstral_smoothing_of(config)
+    bins = config.num_mel_bins
+    np.testing.assert_allclose(projection, projection.T, atol=1e-12)
+    np.testing.assert_allclose(projection @ projection, projection, atol=1e-12)
+    np.testing.assert_allclose(np.ones(bins) @ projection, np.ones(bins), atol=1e-12)
+    assert np.trace(projection) == pytest.approx(10)
+    # A slow envelope (low quefrency) stays; a ripple as fine as pitch harmonics (high quefrency) goes.
+    position = (np.arange(bins) + 0.5) / bins
+    envelope, ripple = np.cos(np.pi * 2 * position), np.cos(np.pi * (bins - 3) * position)
+    np.testing.assert_allclose((envelope + ripple) @ projection, envelope, atol=1e-9)
+    np.testing.assert_allclose(cepstral_smoothing_of(tiny_config(cepstral_coefficients=bins)), np.eye(bins), atol=1e-12)
+
+
+@pytest.mark.parametrize("normalization", ["global", "per_clip"])
+def test_cepstral_smoothing_smooths_every_frame_and_ignores_padding(normalization):
+    smooth = MeamtmFrontend(tiny_config(cepstral_coefficients=12, normalization=normalization))
+    plain = MeamtmFrontend(tiny_config(normalization=normalization))
+    assert not hasattr(plain, "cepstral_smoothing")
+    batch = torch.randn(2, 15_000) * 0.2
+    batch[0, 5_000:] = 0.7  # loud padding that the mask excludes
+    lengths = torch.tensor([5_000, 15_000])
+    with torch.no_grad():
+        smoothed, unsmoothed = smooth(batch, lengths), plain(batch, lengths)
+        alone = smooth(batch[:1, :5_000])[0]
+    projection = torch.from_numpy(cepstral_smoothing_of(smooth.config)).float()
+    torch.testing.assert_close(smoothed, unsmoothed @ projection, atol=1e-4, rtol=0)
+    torch.testing.assert_close(smoothed[0], alone, atol=1e-5, rtol=0)
+    frames = smooth.config.num_frames_of(5_000)
+    torch.testing.assert_close(smoothed[0, frames:], unsmoothed[0, frames:], atol=1e-6, rtol=0)  # padding as it was
+    assert smoothed.transpose(1, 2).is_contiguous()
+    assert "cepstral_smoothing" not in smooth.state_dict()  # derived from the config, like the mel filters
+
+
+def test_cepstral_coefficients_are_checked():
+    with pytest.raises(ValueError, match="cepstral_coefficients=65 must be in \\[1, num_mel_bins=64\\]"):
+        tiny_config(num_mel_bins=64, cepstral_coefficients=65)
+    with pytest.raises(ValueError, match="cepstral_coefficients=-1"):
+        tiny_config(cepstral_coefficients=-1)
 
 
 def test_trainable_mel_filters_learn_with_padding_masks():
