@@ -109,6 +109,10 @@ class DataTrainingArguments:
     trim_s: float = field(
         default=0.0, metadata={"help": "Training augmentation: half the clips lose up to N seconds at each end."}
     )
+    trim_db: float = field(
+        default=0.0,
+        metadata={"help": "Training augmentation: each end, half the time, cut where the clip gets within N/2..N dB of its peak."},
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded data and models are stored."})
 
     @property
@@ -119,7 +123,7 @@ class DataTrainingArguments:
     def augmentation(self) -> WaveformAugmentation:
         return WaveformAugmentation(
             self.gain_db, self.shift_s, self.noise_snr_db, self.speed, self.tilt, self.reverb_s, self.noise_color,
-            self.trim_s,
+            self.trim_s, self.trim_db,
         )
 
 

@@ -49,6 +49,24 @@ def reverberate(wave: np.ndarray, response: np.ndarray) -> np.ndarray:
     return (wet * scale).astype(np.float32)
 
 
+def trim_quiet_edges(wave: np.ndarray, rng: np.random.Generator, most_db: float, sampling_rate: int) -> np.ndarray:
+    """`wave` with, independently at each end and with probability 1/2, the 10 ms frames quieter than `t` dB below
+    its loudest frame cut off up to the first (last) louder one, `t` uniform in `[most_db / 2, most_db]`. The
+    loudest frame always stays, so the clip never empties."""
+    frame = max(1, sampling_rate // 100)
+    count = len(wave) // frame
+    if count < 2:
+        return wave
+    energy = np.square(wave[: count * frame].astype(np.float64)).reshape(count, frame).mean(axis=1)
+    level = 10 * np.log10(energy + 1e-20)
+    start, end = 0, len(wave)
+    if rng.random() < 0.5:
+        start = int(np.argmax(level >= level.max() - rng.uniform(most_db / 2, most_db))) * frame
+    if rng.random() < 0.5:
+        end = (count - int(np.argmax(level[::-1] >= level.max() - rng.uniform(most_db / 2, most_db)))) * frame
+    return wave[start:end]
+
+
 @dataclass
 class WaveformAugmentation:
     """Random waveform changes applied in training, each off at 0.
@@ -61,6 +79,10 @@ class WaveformAugmentation:
     trim_s: with probability 1/2, up to `trim_s` seconds are cut off the clip's start and, drawn apart, off its
         end (at most a quarter of the clip at each end), as a recording trimmed at another threshold loses the
         quiet edges of its first and last sounds. Needs `sampling_rate`.
+    trim_db: each end, with probability 1/2, is cut to the first (last) 10 ms frame whose energy is within `t` dB
+        of the clip's loudest frame, `t` uniform in [trim_db / 2, trim_db] (`trim_quiet_edges`): a clip cut by a
+        voice-activity detector at another threshold, that loses a weak first consonant (the /s/ of "six", the
+        /t/ of "two") or its silence. Needs `sampling_rate`.
     noise_color: the noise is white at 0; otherwise each draw is coloured by the first-order filter
         `n[t] = w[t] + b n[t - 1]`, `b` uniform in [-noise_color, noise_color] (at most 0.99), before it is scaled to
         the SNR: from low rumble (`b > 0`) to high hiss (`b < 0`), as microphones and rooms differ in their noise.
@@ -82,6 +104,7 @@ class WaveformAugmentation:
     reverb_s: float = 0.0
     noise_color: float = 0.0
     trim_s: float = 0.0
+    trim_db: float = 0.0
 
     def __post_init__(self):
         if not 0 <= self.noise_color < 1:
@@ -98,6 +121,10 @@ class WaveformAugmentation:
             most = min(int(self.trim_s * sampling_rate), len(wave) // 4)
             start, end = rng.integers(0, most + 1, size=2)
             wave = wave[start : len(wave) - end]
+        if self.trim_db > 0:
+            if sampling_rate is None:
+                raise ValueError(f"trim_db={self.trim_db} needs the waves' sampling_rate: pass it to apply().")
+            wave = trim_quiet_edges(wave, rng, self.trim_db, sampling_rate)
         if self.speed > 0:
             wave = change_speed(wave, rng.uniform(1 - self.speed, 1 + self.speed))
         if self.tilt > 0 and len(wave) > 1:
@@ -121,4 +148,4 @@ class WaveformAugmentation:
         return np.clip(wave, -1.0, 1.0).astype(np.float32)
 
 
-__all__ = ["WaveformAugmentation", "change_speed", "reverberate", "room_impulse_response"]
+__all__ = ["WaveformAugmentation", "change_speed", "reverberate", "room_impulse_response", "trim_quiet_edges"]

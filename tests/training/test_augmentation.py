@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from meamtm.training.augmentation import WaveformAugmentation, change_speed, room_impulse_response
+from meamtm.training.augmentation import WaveformAugmentation, change_speed, room_impulse_response, trim_quiet_edges
 
 
 def test_speed_changes_the_length():
@@ -131,3 +131,28 @@ def test_trim_needs_the_sampling_rate():
     with pytest.raises(ValueError, match="trim_s=0.1 needs the waves' sampling_rate"):
         for seed in range(10):
             WaveformAugmentation(trim_s=0.1).apply(np.ones(1000, dtype=np.float32), np.random.default_rng(seed))
+
+
+def test_trim_db_cuts_quiet_edges_at_a_drawn_threshold_and_keeps_the_loud_part():
+    rate = 8000
+    # 0.2 s at -40 dB, a 0.1 s consonant at -18 dB, a 0.3 s vowel at 0 dB, 0.2 s at -40 dB (10 ms frames: 80 samples)
+    levels = np.repeat([-40.0, -18.0, 0.0, -40.0], [20, 10, 30, 20])
+    wave = np.repeat(10 ** (levels / 20), 80).astype(np.float32) * np.tile([1, -1], 80 * 80 // 2).astype(np.float32)
+    augmentation = WaveformAugmentation(trim_db=30)
+    starts, ends = [], []
+    for seed in range(200):
+        trimmed = augmentation.apply(wave, np.random.default_rng(seed), rate)
+        start = next(index for index in range(0, len(wave) - len(trimmed) + 1, 80)
+                     if np.array_equal(wave[index : index + len(trimmed)], trimmed))
+        starts.append(start // 80)
+        ends.append((len(wave) - start - len(trimmed)) // 80)
+        assert np.array_equal(trimmed[(30 - start // 80) * 80 : (60 - start // 80) * 80], wave[2400:4800])  # vowel kept
+    # A threshold of 15-30 dB keeps the consonant (at 18 dB) when above 18 dB and cuts it below: three starts occur.
+    assert set(starts) == {0, 20, 30} and set(ends) == {0, 20}
+    assert 70 <= starts.count(0) <= 130 and 70 <= ends.count(0) <= 130  # each end half of the time
+    assert 0 < starts.count(30) < starts.count(20)  # t in [15, 18) cuts the consonant: 3 of the 15 dB drawn
+    np.testing.assert_array_equal(augmentation.apply(wave, np.random.default_rng(7), rate), augmentation.apply(wave, np.random.default_rng(7), rate))
+    np.testing.assert_array_equal(trim_quiet_edges(wave[:50], np.random.default_rng(0), 30, rate), wave[:50])
+    with pytest.raises(ValueError, match="trim_db=30 needs the waves' sampling_rate"):
+        for seed in range(10):
+            augmentation.apply(wave, np.random.default_rng(seed))
