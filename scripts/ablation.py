@@ -91,6 +91,16 @@ VARIANTS = {
         "padding_mode=longest,normalization=per_clip,hidden_size=96,intermediate_size=384",
         ["--train_sampling_strategy", "group_by_length", "--trim_s", "0.1"],
     ),
+    "cepstral20": ("cepstral_coefficients=20", []),
+    "cepstral12": ("cepstral_coefficients=12", []),
+    "speed0.2": ("", ["--speed", "0.2"]),
+    "vtlp0.2": ("vtlp_max_warp=0.2", []),
+    "shift0.3": ("", ["--shift_s", "0.3"]),
+    "label_smoothing": ("", ["--label_smoothing_factor", "0.1"]),
+    "trim_db30": ("", ["--trim_db", "30"]),
+    "trim_db20": ("", ["--trim_db", "20"]),
+    "specaugment_mild": ("freq_mask_param=8,time_mask_param=5", []),
+    "frames25ms": ("win_length=200,hop_length=80,n_fft=256,max_length=200", []),
     "longest+per_clip+noise+filter_bank+mel40": (
         "padding_mode=longest,normalization=per_clip,num_mel_bins=40,frequency_stride=8,"
         "vtlp_max_warp=0.15,mel_tilt_db=6,mel_band_stop_width=4",
@@ -222,12 +232,21 @@ def summary_of(args: AblationArguments, results: list[dict]) -> dict:
     return summary
 
 
-def markdown_of(args: AblationArguments, summary: dict) -> str:
+def cell_of(results: list[dict], variant: str, fold: str, mean: float) -> str:
+    """A table cell: the mean over seeds, with the lowest and highest seed when there are several."""
+    scores = [r["accuracy"] for r in results if r["variant"] == variant and r["fold"] == fold]
+    if len(scores) < 2:
+        return f"{100 * mean:.1f}%"
+    return f"{100 * mean:.1f}% ({100 * min(scores):.1f}-{100 * max(scores):.1f}, {len(scores)} seeds)"
+
+
+def markdown_of(args: AblationArguments, summary: dict, results: list[dict]) -> str:
     lines = [
         f"FSDD leave-one-speaker-out, `scripts/train.py --recipe {args.recipe}` at {args.num_train_epochs:g} epochs "
         f"(the recipe trains {load_recipe(args.recipe).arguments['num_train_epochs']}), seeds {args.seeds}, folds {args.folds} "
-        f"(test speaker held out), {args.threads} torch thread(s) per run. A missing cell was not run; a mean "
-        "over fewer folds than the table's says so.",
+        f"(test speaker held out), {args.threads} torch thread(s) per run. A cell is the mean over the seeds run "
+        "(with the lowest and highest seed when there are several); a missing cell was not run; a mean over fewer "
+        "folds than the table's says so.",
         "",
         "| variant | config overrides / flags | " + " | ".join(args.folds) + " | mean |",
         "|---|---|" + "---:|" * (len(args.folds) + 1),
@@ -235,7 +254,7 @@ def markdown_of(args: AblationArguments, summary: dict) -> str:
     for variant, scores in summary.items():
         overrides, flags = VARIANTS[variant]
         settings = " ".join(filter(None, [f"`{overrides}`" if overrides else "", f"`{' '.join(flags)}`" if flags else ""]))
-        cells = [f"{100 * scores[fold]:.1f}%" if fold in scores else "-" for fold in args.folds]
+        cells = [cell_of(results, variant, fold, scores[fold]) if fold in scores else "-" for fold in args.folds]
         folds = len(scores) - 1
         mean = f"{100 * scores['mean']:.1f}%" + (f" ({folds} of {len(args.folds)} folds)" if folds < len(args.folds) else "")
         lines.append(f"| {variant} | {settings or 'recipe'} | " + " | ".join(cells) + f" | {mean} |")
@@ -253,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
                   machine=machine_description(), date=current_date())
     if args.readme:
         report["readme"] = readme_of(args, summary, report)
-    markdown = markdown_of(args, summary)
+    markdown = markdown_of(args, summary, results)
     write_result_file(Path(args.results).with_suffix(".json"), report, markdown)
     print(markdown)
     return report

@@ -62,7 +62,7 @@ def test_finished_runs_are_read_and_tabled_per_fold_and_variant(tmp_path, folds)
     assert report["summary"]["vtlp"] == pytest.approx({"george": 0.8, "jackson": 0.9, "mean": 0.85})
     assert json.loads((tmp_path / "out" / "loso.json").read_text())["summary"] == report["summary"]
     table = (tmp_path / "out" / "loso.md").read_text()
-    assert "| vtlp | `vtlp_max_warp=0.1` | 80.0% | 90.0% | 85.0% |" in table
+    assert "| vtlp | `vtlp_max_warp=0.1` | 80.0% (70.0-90.0, 2 seeds) | 90.0% (85.0-95.0, 2 seeds) | 85.0% |" in table
     assert "3 epochs" in table and "seeds [0, 1]" in table
 
 
