@@ -1,6 +1,6 @@
 """scripts/train.py end to end: real (tiny) training runs on FSDD clips and on data sets built here.
 
-Every run uses the `tiny` preset at 8 kHz over a 1 s window and a few dozen optimizer steps.
+Every run uses the `tiny` preset at 8 kHz over a 2 s window and a few dozen optimizer steps.
 """
 
 import csv
