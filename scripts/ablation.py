@@ -93,6 +93,7 @@ VARIANTS = {
     ),
     "cepstral20": ("cepstral_coefficients=20", []),
     "cepstral12": ("cepstral_coefficients=12", []),
+    "drop_path": ("drop_path_rate=0.1", []),
     "speed0.2": ("", ["--speed", "0.2"]),
     "vtlp0.2": ("vtlp_max_warp=0.2", []),
     "shift0.3": ("", ["--shift_s", "0.3"]),

@@ -211,10 +211,11 @@ def test_save_and_load_through_auto_classes(tmp_path):
 
 def test_init_weights_re_creates_frontend_buffers(tmp_path):
     """Frozen kernels are not saved: loading must re-derive them, also for a model built on the meta device."""
-    model = classifier(trainable_mel=True)
+    model = classifier(trainable_mel=True, cepstral_coefficients=8)
     model.save_pretrained(tmp_path)
     loaded = MeamtmForAudioClassification.from_pretrained(tmp_path)
     fresh = model.meamtm.frontend
+    assert "cepstral_smoothing" in loaded.meamtm.frontend.kernel_tensors()
     for name, tensor in loaded.meamtm.frontend.kernel_tensors().items():
         torch.testing.assert_close(tensor, fresh.kernel_tensors()[name], atol=0, rtol=0, msg=name)
     with torch.no_grad():
