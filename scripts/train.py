@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import transformers
@@ -121,10 +121,7 @@ class DataTrainingArguments:
 
     @property
     def augmentation(self) -> WaveformAugmentation:
-        return WaveformAugmentation(
-            self.gain_db, self.shift_s, self.noise_snr_db, self.speed, self.tilt, self.reverb_s, self.noise_color,
-            self.trim_s, self.trim_db,
-        )
+        return WaveformAugmentation(**{change.name: getattr(self, change.name) for change in fields(WaveformAugmentation)})
 
 
 @dataclass

@@ -115,15 +115,15 @@ class WaveformAugmentation:
 
     def apply(self, wave: np.ndarray, rng: np.random.Generator, sampling_rate: int | None = None) -> np.ndarray:
         """`(num_samples,)` float32 wave -> the augmented wave, float32 in [-1, 1] (its length changes with `speed`)."""
+        if sampling_rate is None:
+            for name in ("trim_s", "trim_db", "reverb_s"):  # the changes measured in seconds or 10 ms frames
+                if getattr(self, name) > 0:
+                    raise ValueError(f"{name}={getattr(self, name)} needs the waves' sampling_rate: pass it to apply().")
         if self.trim_s > 0 and rng.random() < 0.5:
-            if sampling_rate is None:
-                raise ValueError(f"trim_s={self.trim_s} needs the waves' sampling_rate: pass it to apply().")
             most = min(int(self.trim_s * sampling_rate), len(wave) // 4)
             start, end = rng.integers(0, most + 1, size=2)
             wave = wave[start : len(wave) - end]
         if self.trim_db > 0:
-            if sampling_rate is None:
-                raise ValueError(f"trim_db={self.trim_db} needs the waves' sampling_rate: pass it to apply().")
             wave = trim_quiet_edges(wave, rng, self.trim_db, sampling_rate)
         if self.speed > 0:
             wave = change_speed(wave, rng.uniform(1 - self.speed, 1 + self.speed))
@@ -131,8 +131,6 @@ class WaveformAugmentation:
             coefficient = np.float32(rng.uniform(-self.tilt, self.tilt))
             wave = np.concatenate((wave[:1], wave[1:] - coefficient * wave[:-1]))
         if self.reverb_s > 0 and rng.random() < 0.5:
-            if sampling_rate is None:
-                raise ValueError(f"reverb_s={self.reverb_s} needs the waves' sampling_rate: pass it to apply().")
             wave = reverberate(wave, room_impulse_response(rng, rng.uniform(self.reverb_s / 4, self.reverb_s), sampling_rate))
         if self.gain_db > 0:
             wave = wave * np.float32(10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20))
