@@ -141,7 +141,7 @@ class MeamtmFrontend(nn.Module):
         self.register_buffer("window", torch.zeros(config.win_length, dtype=stft_dtype), persistent=False)
         if config.uses_cepstral_smoothing:
             bins = config.num_mel_bins
-            self.register_buffer("cepstral_smoothing", torch.zeros(bins, bins), persistent=False)
+            self.register_buffer("cepstral_smoothing", torch.zeros(bins, bins, dtype=torch.float32), persistent=False)
         self.filter_bank_augment = (
             MeamtmFilterBankAugment(config) if config.uses_filter_bank_augment else nn.Identity()
         )

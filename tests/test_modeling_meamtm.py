@@ -227,14 +227,21 @@ def test_init_weights_re_creates_frontend_buffers(tmp_path):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_model_keeps_the_frontend_exact(tmp_path, dtype):
-    model = classifier(trainable_mel=True)
+    model = classifier(trainable_mel=True, cepstral_coefficients=8)
     model.save_pretrained(tmp_path)
     inputs = waveforms()
     reference = model(inputs).logits
-    for half in (MeamtmForAudioClassification.from_pretrained(tmp_path, dtype=dtype), classifier().to(dtype)):
+    frozen_path = tmp_path / "frozen"
+    classifier(cepstral_coefficients=8).save_pretrained(frozen_path)
+    for half in (
+        MeamtmForAudioClassification.from_pretrained(tmp_path, dtype=dtype),
+        MeamtmForAudioClassification.from_pretrained(frozen_path, dtype=dtype),
+        classifier(cepstral_coefficients=8).to(dtype),
+    ):
         assert half.dtype == dtype
         assert half.meamtm.embeddings.patch_embeddings.projection.weight.dtype == dtype
         assert half.meamtm.frontend.mel_filters.dtype == torch.float32
+        assert half.meamtm.frontend.cepstral_smoothing.dtype == torch.float32
         assert half.meamtm.frontend.stft.wcos.dtype == torch.float64
         logits = half(inputs).logits
         assert logits.dtype == dtype and torch.isfinite(logits).all()
