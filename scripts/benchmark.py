@@ -1177,13 +1177,27 @@ def readme_of(args: BenchmarkArguments, report: dict) -> dict:
     """The README table of this run: each goal with its target, the measured value and whether it is met."""
     sections = [section for section in SECTIONS if section in args.sections]
     command = "python scripts/benchmark.py" + ("" if sections == list(DEFAULT_SECTIONS) else " --sections " + " ".join(sections))
+    command += "" if args.device == "cpu" else f" --device {args.device}"
+    command += "" if args.dtype == "float32" else f" --dtype {args.dtype}"
     command += "" if args.size == "small" else f" --size {args.size}"
     command += "" if args.name == "benchmark" else f" --name {args.name}"
     rows = [[goal["goal"], goal["target"], goal["measured"], "yes" if goal["met"] else "**no**"] for goal in report["goals"]]
-    title = "Speed and memory against transformers' AST" + (" (quick mode: checks the script)" if args.quick else "")
+    title = "Speed and memory against transformers' AST"
+    title += "" if args.device == "cpu" else f" on a GPU ({args.device}, {args.dtype}, AST-{args.size} geometry)"
+    title += " (quick mode: checks the script)" if args.quick else ""
     if sections == ["varlen_inference", "varlen_training"]:
         title = "Variable length (`padding_mode=\"longest\"`) against AST and `\"max_length\"`"
     notes = [f"Details: [results/{args.name}.md](results/{args.name}.md)."]
+    frontend = report.get("frontend", {}).get("runs", {})
+    if args.device != "cpu" and "meamtm_frontend" in frontend and "ast_kaldi_on_device" in frontend:
+        ours, kaldi = frontend["meamtm_frontend"], frontend["ast_kaldi_on_device"]
+        notes.insert(0, (
+            f"Frontend, {report['frontend']['batch_size']} clips of {report['frontend']['clip_seconds']:.2f} s: "
+            f"MEAMTM {ours['ms_per_batch']:.1f} ms on {args.device} ({ours['speedup_vs_ast_numpy']:.0f}x "
+            f"ASTFeatureExtractor's numpy path on the CPU, {kaldi['ms_per_batch'] / ours['ms_per_batch']:.1f}x "
+            f"torchaudio's Kaldi filter bank run clip by clip on the same {args.device} device, "
+            f"{kaldi['ms_per_batch']:.1f} ms); max abs difference to AST's features {ours['max_abs_difference_to_ast']:.1e}."
+        ))
     full = report.get("varlen_inference", {}).get("cases", {}).get("10s")
     if full is not None:
         runs = full["runs"]
@@ -1193,7 +1207,7 @@ def readme_of(args: BenchmarkArguments, report: dict) -> dict:
             "than that is a tie."
         ))
     return readme_table(title, "scripts/benchmark.py", command, ["goal", "target", "measured", "met"], rows,
-                        order=20 if args.name == "benchmark" else 30, notes=notes)
+                        order=20 if args.name == "benchmark" else 25 if args.device != "cpu" else 30, notes=notes)
 
 
 if __name__ == "__main__":

@@ -171,3 +171,20 @@ def test_the_readme_entry_reports_the_full_window_rounds_spread():
     entry = benchmark.readme_of(args, report)
     assert entry["notes"][0].startswith("10 s clips: the timed rounds spread by 3% (longest) and 5% (max_length)")
     assert [row[0] for row in entry["rows"]] == [goal["goal"] for goal in report["goals"]]
+
+
+def test_the_readme_entry_of_a_gpu_run_names_its_device_and_dtype():
+    args = benchmark.BenchmarkArguments(dtype="bfloat16", size="base", name="benchmark_cuda",
+                                        sections=["frontend", "training", "inference"])
+    args.device = "cuda"  # set after the checks, which want a CUDA device for it
+    runs = {"meamtm_frontend": dict(ms_per_batch=2.5, speedup_vs_ast_numpy=218.7, max_abs_difference_to_ast=2.4e-7),
+            "ast_kaldi_on_device": dict(ms_per_batch=22.5)}
+    entry = benchmark.readme_of(args, {"goals": [], "frontend": dict(batch_size=32, clip_seconds=10.255, runs=runs)})
+    assert entry["notes"][0] == (
+        "Frontend, 32 clips of 10.26 s: MEAMTM 2.5 ms on cuda (219x ASTFeatureExtractor's numpy path on the CPU, "
+        "9.0x torchaudio's Kaldi filter bank run clip by clip on the same cuda device, 22.5 ms); max abs difference "
+        "to AST's features 2.4e-07."
+    )
+    assert entry["command"] == ("python scripts/benchmark.py --sections frontend training inference --device cuda "
+                                "--dtype bfloat16 --size base --name benchmark_cuda")
+    assert entry["title"].endswith("on a GPU (cuda, bfloat16, AST-base geometry)") and entry["order"] == 25
