@@ -34,6 +34,17 @@ class MeamtmConfig(PreTrainedConfig):
             microphone or room response and the recording level, which are offsets of the log-mel, cancel. The
             result is still divided by `2 * spectrogram_std` (one scale for every band: a per-band standard
             deviation over a short clip is noisy and would blow up near-silent bands); padding frames are 0.
+            `"per_clip_envelope"` removes only the smooth envelope of that mean (its first `envelope_coefficients`
+            DCT-II coefficients across the bands): the level and a microphone's or a voice's broad colour cancel,
+            while a steady sound that is narrow in frequency (a held tone, a hum line) keeps its peak above its
+            neighbours, so classes of steady sounds can still be told apart.
+        clip_mean_range_db (`float`, defaults to 0.0): with a per-clip normalisation, take the clip's mean over
+            the real frames whose level (the log of the frame's summed mel energy) is within this many dB of the
+            clip's loudest frame, so that the length of the silence around a word does not move the mean; 0 takes
+            every real frame.
+        envelope_coefficients (`int`, defaults to 8): with `normalization="per_clip_envelope"`, how many DCT-II
+            coefficients of the clip's mean log-mel count as its envelope (1: the level only; `num_mel_bins`: the
+            whole mean, as `"per_clip"`).
         cepstral_coefficients (`int`, defaults to 0): keep only the first this many coefficients
             of each frame's log-mel DCT-II (its cepstrum), and make the log-mel again from them: a smooth spectral
             envelope, the formants of speech without the harmonics of the speaker's pitch (an MFCC's liftering,
@@ -130,6 +141,8 @@ class MeamtmConfig(PreTrainedConfig):
     do_normalize: bool = True
     normalization: str = "global"
     cepstral_coefficients: int = 0
+    envelope_coefficients: int = 8
+    clip_mean_range_db: float | int = 0.0
     spectrogram_mean: float | int = -4.2677393
     spectrogram_std: float | int = 4.5689974
     trainable_stft: bool = False
@@ -251,6 +264,10 @@ class MeamtmConfig(PreTrainedConfig):
         return any(self.patchout_dropped)
 
     @property
+    def uses_clip_envelope(self) -> bool:
+        return self.normalization == "per_clip_envelope"
+
+    @property
     def uses_cepstral_smoothing(self) -> bool:
         return 0 < self.cepstral_coefficients < self.num_mel_bins
 
@@ -314,15 +331,25 @@ class MeamtmConfig(PreTrainedConfig):
             raise ValueError(f"mel_scale={self.mel_scale!r} is not one of 'kaldi', 'htk', 'slaney'.")
         if self.stft_backend not in ("auto", "conv", "fft"):
             raise ValueError(f"stft_backend={self.stft_backend!r} is not one of 'auto', 'conv', 'fft'.")
-        if self.normalization not in ("global", "per_clip"):
+        if self.normalization not in ("global", "per_clip", "per_clip_envelope"):
             raise ValueError(
-                f"normalization={self.normalization!r} is not one of 'global' (AST's mean) or 'per_clip' (each "
-                "band's mean over the clip)."
+                f"normalization={self.normalization!r} is not one of 'global' (AST's mean), 'per_clip' (each "
+                "band's mean over the clip) or 'per_clip_envelope' (the smooth envelope of that mean)."
             )
-        if self.normalization == "per_clip" and not self.do_normalize:
+        if self.normalization != "global" and not self.do_normalize:
             raise ValueError(
-                "normalization='per_clip' with do_normalize=False normalises nothing: set do_normalize=True, or "
-                "leave normalization='global'."
+                f"normalization={self.normalization!r} with do_normalize=False normalises nothing: set "
+                "do_normalize=True, or leave normalization='global'."
+            )
+        if self.clip_mean_range_db < 0 or (self.clip_mean_range_db > 0 and self.normalization == "global"):
+            raise ValueError(
+                f"clip_mean_range_db={self.clip_mean_range_db} needs normalization='per_clip' or 'per_clip_envelope' "
+                "and a value >= 0 (about 30 dB keeps a word's frames and drops the silence around it; 0: every frame)."
+            )
+        if self.uses_clip_envelope and not 1 <= self.envelope_coefficients <= self.num_mel_bins:
+            raise ValueError(
+                f"envelope_coefficients={self.envelope_coefficients} must be in [1, num_mel_bins={self.num_mel_bins}] "
+                "with normalization='per_clip_envelope' (1 removes the level only; about 8 a microphone's colour)."
             )
         if not 0 <= self.cepstral_coefficients <= self.num_mel_bins:
             raise ValueError(

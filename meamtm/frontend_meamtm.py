@@ -12,6 +12,7 @@ filters); `tests/test_frontend_meamtm.py` holds both back ends to 1e-5 of each o
 `ASTFeatureExtractor`.
 """
 
+import math
 import warnings
 
 import numpy as np
@@ -62,16 +63,27 @@ def mel_filters_of(config: MeamtmConfig) -> np.ndarray:
         )
 
 
-def cepstral_smoothing_of(config: MeamtmConfig) -> np.ndarray:
-    """`(num_mel_bins, num_mel_bins)` float64 projection of a log-mel frame (a row) onto its first
-    `config.cepstral_coefficients` orthonormal DCT-II coefficients, and back: `frame @ P` is the frame's smooth
-    envelope. `P` is symmetric and keeps constants (coefficient 0 is a constant), so padding stays padding."""
-    bins = config.num_mel_bins
+def dct_projection(bins: int, coefficients: int) -> np.ndarray:
+    """`(bins, bins)` float64 projection of a log-mel frame (a row) onto its first `coefficients` orthonormal
+    DCT-II coefficients, and back: `frame @ P` is the frame's smooth envelope. `P` is symmetric and keeps
+    constants (coefficient 0 is a constant)."""
     k = np.arange(bins)[:, None]
     dct = np.sqrt(2 / bins) * np.cos(np.pi * k * (2 * np.arange(bins)[None, :] + 1) / (2 * bins))
     dct[0] /= np.sqrt(2)
-    kept = dct[: config.cepstral_coefficients or bins]
+    kept = dct[:coefficients]
     return kept.T @ kept
+
+
+def cepstral_smoothing_of(config: MeamtmConfig) -> np.ndarray:
+    """`dct_projection` onto `config.cepstral_coefficients` coefficients: it keeps constants, so padding stays
+    padding."""
+    return dct_projection(config.num_mel_bins, config.cepstral_coefficients or config.num_mel_bins)
+
+
+def clip_envelope_of(config: MeamtmConfig) -> np.ndarray:
+    """`dct_projection` onto `config.envelope_coefficients` coefficients: what `"per_clip_envelope"`
+    normalisation keeps of a clip's mean log-mel, and removes."""
+    return dct_projection(config.num_mel_bins, config.envelope_coefficients)
 
 
 def power_of(squares: torch.Tensor) -> torch.Tensor:
@@ -85,7 +97,8 @@ class MeamtmFrontend(nn.Module):
     `lengths` `(batch,)` gives each clip's true number of samples in a zero-padded batch: frames that reach
     past it become padding frames, exactly as `ASTFeatureExtractor` pads a short clip, so a clip gives the
     same features alone or in a batch. With `config.normalization == "per_clip"` each band's mean over those
-    real frames is removed and padding frames are 0.
+    real frames is removed and padding frames are 0; with `"per_clip_envelope"` only the smooth envelope of
+    those means (`clip_envelope_of`) is removed.
 
     In training with filter-bank augmentation (`config.uses_filter_bank_augment`), each example gets its own
     mel filter bank (`MeamtmFilterBankAugment`, `(batch, freq, num_mel_bins)`) and the mel product is a batched
@@ -142,6 +155,9 @@ class MeamtmFrontend(nn.Module):
         if config.uses_cepstral_smoothing:
             bins = config.num_mel_bins
             self.register_buffer("cepstral_smoothing", torch.zeros(bins, bins, dtype=torch.float32), persistent=False)
+        if config.uses_clip_envelope:
+            bins = config.num_mel_bins
+            self.register_buffer("clip_envelope", torch.zeros(bins, bins, dtype=torch.float32), persistent=False)
         self.filter_bank_augment = (
             MeamtmFilterBankAugment(config) if config.uses_filter_bank_augment else nn.Identity()
         )
@@ -168,6 +184,8 @@ class MeamtmFrontend(nn.Module):
         values["window_mask"] = window_mask
         if config.uses_cepstral_smoothing:
             values["cepstral_smoothing"] = cepstral_smoothing_of(config).astype(np.float32)
+        if config.uses_clip_envelope:
+            values["clip_envelope"] = clip_envelope_of(config).astype(np.float32)
         return {name: torch.from_numpy(np.asarray(value)) for name, value in values.items()}
 
     def kernel_tensors(self) -> dict[str, torch.Tensor]:
@@ -179,6 +197,7 @@ class MeamtmFrontend(nn.Module):
             "window": self.window,
             "window_mask": self.stft.window_mask,
             **({"cepstral_smoothing": self.cepstral_smoothing} if self.config.uses_cepstral_smoothing else {}),
+            **({"clip_envelope": self.clip_envelope} if self.config.uses_clip_envelope else {}),
         }
 
     @torch.no_grad()
@@ -275,27 +294,46 @@ class MeamtmFrontend(nn.Module):
                 # Out of place, on the mel-major tensor: `masked_fill_` on this transposed view, once slices of it
                 # were written from tensors that need a gradient, fails autograd's leaf check.
                 output = output.transpose(1, 2).masked_fill(is_padding[:, None, :], padding_value).transpose(1, 2)
-            if config.do_normalize and config.normalization == "per_clip":
+            if config.do_normalize and config.normalization != "global":
                 real_frames = torch.full((batch_size,), num_frames, device=output.device)
                 if lengths is not None:
                     real_frames = frames_per_clip.clamp(0, num_frames)
                 output = self._remove_clip_means(output, real_frames)
         return output
 
-    @staticmethod
-    def _remove_clip_means(output: torch.Tensor, real_frames: torch.Tensor) -> torch.Tensor:
+    def _remove_clip_means(self, output: torch.Tensor, real_frames: torch.Tensor) -> torch.Tensor:
         """Per-clip normalisation: `(batch, num_frames, num_mel_bins)` globally normalised log-mel and `(batch,)`
-        numbers of real frames -> each band minus its mean over the clip's real frames, padding frames 0, in the
-        same (mel-major) layout.
+        numbers of real frames -> each band minus its mean over the clip's real frames (`"per_clip"`) or minus
+        the smooth envelope of those means (`"per_clip_envelope"`), padding frames 0, in the same (mel-major)
+        layout.
 
         The global normalisation is affine, so removing the mean of its output removes the clip's log-mel mean
         and keeps AST's `1 / (2 * spectrogram_std)` scale.
         """
         mel_major = output.transpose(1, 2)  # (batch, num_mel_bins, num_frames), contiguous
         is_real = (torch.arange(mel_major.shape[-1], device=output.device)[None, :] < real_frames[:, None])[:, None, :]
-        count = real_frames.clamp(min=1).to(output.dtype)[:, None, None]
-        means = torch.where(is_real, mel_major, 0.0).sum(dim=-1, keepdim=True) / count
+        counted = is_real
+        if self.config.clip_mean_range_db > 0:
+            counted = is_real & self._active_frames(mel_major, is_real)
+        count = counted.sum(dim=-1, keepdim=True).clamp(min=1).to(output.dtype)
+        means = torch.where(counted, mel_major, 0.0).sum(dim=-1, keepdim=True) / count
+        if self.config.uses_clip_envelope:
+            # `clip_envelope` is symmetric: `P @ means` projects each clip's column of band means.
+            means = torch.matmul(self.clip_envelope, means)
         return (mel_major - means).masked_fill(~is_real, 0.0).transpose(1, 2)
+
+    def _active_frames(self, mel_major: torch.Tensor, is_real: torch.Tensor) -> torch.Tensor:
+        """`(batch, 1, num_frames)`: the real frames within `config.clip_mean_range_db` of the clip's loudest.
+
+        A frame's level is the log of its summed mel energy, `logsumexp` of its log-mel (undoing the global
+        normalisation's scale, whose offset cancels in the difference); the loudest real frame always counts.
+        """
+        config = self.config
+        scale = 2 * config.spectrogram_std
+        level = torch.logsumexp(mel_major * scale, dim=1, keepdim=True)  # natural log of energy, plus a constant
+        level = torch.where(is_real, level, float("-inf"))
+        loudest = level.amax(dim=-1, keepdim=True)
+        return level >= loudest - config.clip_mean_range_db * math.log(10) / 10
 
     def _normalize(self, log_mel):
         if not self.config.do_normalize:

@@ -31,6 +31,8 @@ from meamtm.training.results import current_date, machine_description, readme_ta
 
 
 DEFAULT_RECIPE = "fsdd"
+# `--recipe none`: every run gets data arguments only, as a user's first run would (`defaults_from_data`).
+NO_RECIPE = "none"
 
 
 # name -> (config overrides added to the recipe's, extra train.py flags)
@@ -102,6 +104,11 @@ VARIANTS = {
     "trim_db20": ("", ["--trim_db", "20"]),
     "specaugment_mild": ("freq_mask_param=8,time_mask_param=5", []),
     "frames25ms": ("win_length=200,hop_length=80,n_fft=256,max_length=200", []),
+    "global": ("normalization=global", []),
+    "active30": ("clip_mean_range_db=30", []),
+    "active20": ("clip_mean_range_db=20", []),
+    "envelope8": ("normalization=per_clip_envelope,envelope_coefficients=8", []),
+    "envelope24": ("normalization=per_clip_envelope,envelope_coefficients=24", []),
     "longest+per_clip+noise+filter_bank+mel40": (
         "padding_mode=longest,normalization=per_clip,num_mel_bins=40,frequency_stride=8,"
         "vtlp_max_warp=0.15,mel_tilt_db=6,mel_band_stop_width=4",
@@ -119,7 +126,9 @@ class AblationArguments:
     )
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Training seeds of every run."})
     recipe: str = field(
-        default=DEFAULT_RECIPE, metadata={"help": "The recipe every variant starts from (a shipped name or a file)."}
+        default=DEFAULT_RECIPE,
+        metadata={"help": "The recipe every variant starts from (a shipped name or a file), or 'none': data arguments "
+                          "only, so each run takes the defaults a fresh model derives from its data."},
     )
     num_train_epochs: float | None = field(
         default=None, metadata={"help": "Epochs of every run (default: the recipe's)."}
@@ -141,7 +150,7 @@ class AblationArguments:
 
     def __post_init__(self):
         if self.num_train_epochs is None:
-            self.num_train_epochs = load_recipe(self.recipe).arguments["num_train_epochs"]
+            self.num_train_epochs = recipe_arguments(self.recipe)["num_train_epochs"]
         unknown = [name for name in self.variants if name not in VARIANTS]
         if unknown:
             raise ValueError(f"Unknown --variants {unknown}: choose from {', '.join(VARIANTS)}.")
@@ -165,16 +174,24 @@ class Run:
         return Path(args.output_dir) / self.variant / self.fold / f"seed{self.seed}"
 
 
+def recipe_arguments(recipe: str) -> dict:
+    """The recipe's `scripts/train.py` arguments; with `--recipe none`, the schedule a data-only run takes from
+    the default recipe (`defaults_from_data`)."""
+    return load_recipe(DEFAULT_RECIPE if recipe == NO_RECIPE else recipe).arguments
+
+
 def train_arguments(args: AblationArguments, run: Run) -> list[str]:
     """The `scripts/train.py` command line of one run (the variant's settings come last and win)."""
     overrides, flags = VARIANTS[run.variant]
     fold = Path(args.folds_dir) / run.fold
-    recipe_overrides = load_recipe(args.recipe).arguments.get("config_overrides")
+    data_only = args.recipe == NO_RECIPE
+    recipe_overrides = None if data_only else load_recipe(args.recipe).arguments.get("config_overrides")
+    config_overrides = ",".join(filter(None, [recipe_overrides, overrides]))
     command = [
-        "--recipe", args.recipe,
+        *([] if data_only else ["--recipe", args.recipe]),
         "--train_file", str(fold / "train.csv"),
         "--eval_file", str(fold / "test.csv"),
-        "--config_overrides", ",".join(filter(None, [recipe_overrides, overrides])),
+        *(["--config_overrides", config_overrides] if config_overrides else []),
         "--num_train_epochs", str(args.num_train_epochs),
         "--seed", str(run.seed),
         "--output_dir", str(run.folder(args)),
@@ -242,9 +259,10 @@ def cell_of(results: list[dict], variant: str, fold: str, mean: float) -> str:
 
 
 def markdown_of(args: AblationArguments, summary: dict, results: list[dict]) -> str:
+    how = "with data arguments only" if args.recipe == NO_RECIPE else f"--recipe {args.recipe}"
     lines = [
-        f"FSDD leave-one-speaker-out, `scripts/train.py --recipe {args.recipe}` at {args.num_train_epochs:g} epochs "
-        f"(the recipe trains {load_recipe(args.recipe).arguments['num_train_epochs']}), seeds {args.seeds}, folds {args.folds} "
+        f"FSDD leave-one-speaker-out, `scripts/train.py {how}` at {args.num_train_epochs:g} epochs "
+        f"(the recipe trains {recipe_arguments(args.recipe)['num_train_epochs']}), seeds {args.seeds}, folds {args.folds} "
         f"(test speaker held out), {args.threads} torch thread(s) per run. A cell is the mean over the seeds run "
         "(with the lowest and highest seed when there are several); a missing cell was not run; a mean over fewer "
         "folds than the table's says so.",
@@ -269,7 +287,7 @@ def main(argv: list[str] | None = None) -> dict:
     with ThreadPoolExecutor(args.parallel) as pool:
         results = [result for result in pool.map(lambda run: run_one(args, run), runs) if result is not None]
     summary = summary_of(args, results)
-    report = dict(settings=asdict(args), recipe=load_recipe(args.recipe).arguments, runs=results, summary=summary,
+    report = dict(settings=asdict(args), recipe=recipe_arguments(args.recipe), runs=results, summary=summary,
                   machine=machine_description(), date=current_date())
     if args.readme:
         report["readme"] = readme_of(args, summary, report)
@@ -286,7 +304,7 @@ def readme_of(args: AblationArguments, summary: dict, report: dict) -> dict:
         folds = len(scores) - 1
         mean = f"{100 * scores['mean']:.1f} %" + ("" if folds == len(args.folds) else f" ({folds} folds)")
         rows.append([variant] + [f"{100 * scores[fold]:.1f} %" if fold in scores else "—" for fold in args.folds] + [mean])
-    epochs = load_recipe(args.recipe).arguments["num_train_epochs"]
+    epochs = recipe_arguments(args.recipe)["num_train_epochs"]
     return readme_table(
         "Voices never heard in training: FSDD leave-one-speaker-out accuracy",
         "scripts/ablation.py",

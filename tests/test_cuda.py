@@ -45,6 +45,7 @@ def mixed_batch(lengths, seed=0):
     [
         dict(),
         dict(padding_mode="longest", normalization="per_clip"),
+        dict(padding_mode="longest", normalization="per_clip_envelope"),
         dict(padding_mode="longest", cepstral_coefficients=12),
         dict(stft_precision="float32"),
     ],

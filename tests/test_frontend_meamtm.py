@@ -6,7 +6,7 @@ import torch
 from transformers import ASTFeatureExtractor
 
 from meamtm import MeamtmConfig, MeamtmFrontend
-from meamtm.frontend_meamtm import cepstral_smoothing_of, kaldi_frame_operator, power_of
+from meamtm.frontend_meamtm import cepstral_smoothing_of, clip_envelope_of, kaldi_frame_operator, power_of
 
 from .conftest import tiny_config
 
@@ -278,11 +278,104 @@ def test_per_clip_normalisation_has_finite_gradients_on_silence():
     assert torch.isfinite(waveform.grad).all() and torch.isfinite(frontend.mel_filters.grad).all()
 
 
+def test_per_clip_envelope_removes_the_smooth_part_of_the_clip_mean_and_keeps_a_steady_tone():
+    config = tiny_config(normalization="per_clip_envelope", envelope_coefficients=6)
+    sampling_rate, length = config.sampling_rate, 12_000
+    time = torch.arange(length) / sampling_rate
+    tone = 0.3 * torch.sin(2 * torch.pi * 1_000 * time)
+    waveform = torch.stack([tone + 0.05 * torch.randn(length), 0.2 * torch.randn(length)])
+    lengths = torch.tensor([length, 7_000])
+    frontend = MeamtmFrontend(config)
+    with torch.no_grad():
+        envelope = frontend(waveform, lengths)
+        global_ = MeamtmFrontend(tiny_config())(waveform, lengths)
+        quieter = frontend(waveform * 0.1, lengths)  # a level change: the same features
+    projection = torch.from_numpy(clip_envelope_of(config)).float()
+    for row, length_ in enumerate(lengths.tolist()):
+        count = config.num_frames_of(length_)
+        real = global_[row, :count]
+        torch.testing.assert_close(envelope[row, :count], real - real.mean(0) @ projection, atol=1e-4, rtol=0)
+        assert torch.all(envelope[row, count:] == 0)
+    torch.testing.assert_close(quieter, envelope, atol=1e-3, rtol=0)
+    # The tone's bands stay far above the rest of the clip's mean; "per_clip" flattens every band's mean to 0.
+    band_means = envelope[0].mean(0)
+    peak = int(band_means.argmax())
+    assert band_means[peak] - band_means.median() > 0.5
+    flat = MeamtmFrontend(tiny_config(normalization="per_clip"))
+    with torch.no_grad():
+        assert flat(waveform, lengths)[0].mean(0).abs().max() < 1e-5
+    assert "clip_envelope" not in frontend.state_dict()
+
+
+def test_per_clip_envelope_of_every_coefficient_is_per_clip_and_ignores_padding():
+    bins = tiny_config().num_mel_bins
+    batch = torch.randn(2, 15_000) * 0.2
+    batch[0, 5_000:] = 0.7  # loud padding that the mask excludes
+    lengths = torch.tensor([5_000, 15_000])
+    every = MeamtmFrontend(tiny_config(normalization="per_clip_envelope", envelope_coefficients=bins))
+    envelope = MeamtmFrontend(tiny_config(normalization="per_clip_envelope"))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            every(batch, lengths), MeamtmFrontend(tiny_config(normalization="per_clip"))(batch, lengths),
+            atol=1e-5, rtol=0,
+        )
+        torch.testing.assert_close(envelope(batch, lengths)[0], envelope(batch[:1, :5_000])[0], atol=1e-5, rtol=0)
+    level_only = MeamtmFrontend(tiny_config(normalization="per_clip_envelope", envelope_coefficients=1))
+    with torch.no_grad():
+        out = level_only(batch[1:])[0]
+    assert out.mean().abs() < 1e-5 and out.mean(0).std() > 0.01  # the level goes, the colour stays
+
+
+def test_per_clip_envelope_has_finite_gradients_on_silence():
+    frontend = MeamtmFrontend(tiny_config(normalization="per_clip_envelope", trainable_mel=True))
+    waveform = torch.cat([torch.zeros(1, 9_000), torch.randn(1, 9_000)]).requires_grad_()
+    frontend(waveform, torch.tensor([9_000, 3_000])).square().sum().backward()
+    assert torch.isfinite(waveform.grad).all() and torch.isfinite(frontend.mel_filters.grad).all()
+
+
+@pytest.mark.parametrize("normalization", ["per_clip", "per_clip_envelope"])
+def test_clip_mean_over_active_frames_ignores_the_silence_around_a_word(normalization):
+    config = tiny_config(normalization=normalization, clip_mean_range_db=30)
+    hop = config.hop_length
+    word = torch.randn(4_000) * 0.3 * torch.hann_window(4_000)
+    lead = 20 * hop  # 20 frames of faint noise, 60 dB under the word
+    with_silence = torch.cat([torch.randn(lead) * 3e-4, word, torch.zeros(3_000)])
+    frontend, every_frame = MeamtmFrontend(config), MeamtmFrontend(tiny_config(normalization=normalization))
+    with torch.no_grad():
+        alone, padded = frontend(word[None])[0], frontend(with_silence[None])[0]
+        plain_alone, plain_padded = every_frame(word[None])[0], every_frame(with_silence[None])[0]
+        batch = frontend(torch.stack([with_silence, torch.cat([word, torch.zeros(lead + 3_000)])]),
+                         torch.tensor([with_silence.numel(), word.numel()]))
+    frames = config.num_frames_of(word.numel())
+    loud = slice(3, frames - 3)  # the word's louder frames, whose neighbours are the word too
+    torch.testing.assert_close(padded[20:][loud], alone[loud], atol=1e-4, rtol=0)
+    assert (plain_padded[20:][loud] - plain_alone[loud]).abs().max() > 0.05  # the plain mean moves with the silence
+    torch.testing.assert_close(batch[0], padded, atol=1e-5, rtol=0)
+    torch.testing.assert_close(batch[1, :frames], alone[:frames], atol=1e-5, rtol=0)
+    assert torch.all(batch[1, frames:] == 0)
+
+
+def test_clip_mean_over_active_frames_has_finite_gradients_and_is_checked():
+    frontend = MeamtmFrontend(tiny_config(normalization="per_clip", clip_mean_range_db=20, trainable_mel=True))
+    waveform = torch.cat([torch.zeros(1, 9_000), torch.randn(1, 9_000)]).requires_grad_()
+    frontend(waveform, torch.tensor([9_000, 3_000])).square().sum().backward()
+    assert torch.isfinite(waveform.grad).all() and torch.isfinite(frontend.mel_filters.grad).all()
+    with pytest.raises(ValueError, match="clip_mean_range_db=30 needs normalization='per_clip'"):
+        tiny_config(clip_mean_range_db=30)
+    with pytest.raises(ValueError, match="clip_mean_range_db=-1"):
+        tiny_config(normalization="per_clip", clip_mean_range_db=-1)
+
+
 def test_normalisation_setting_is_checked():
     with pytest.raises(ValueError, match="normalization='clip' is not one of"):
         tiny_config(normalization="clip")
     with pytest.raises(ValueError, match="do_normalize=False normalises nothing"):
         tiny_config(normalization="per_clip", do_normalize=False)
+    with pytest.raises(ValueError, match="do_normalize=False normalises nothing"):
+        tiny_config(normalization="per_clip_envelope", do_normalize=False)
+    with pytest.raises(ValueError, match="envelope_coefficients=0 must be in \\[1, num_mel_bins="):
+        tiny_config(normalization="per_clip_envelope", envelope_coefficients=0)
+    tiny_config(envelope_coefficients=0)  # unused with the global mean
 
 
 def test_cepstral_smoothing_is_a_symmetric_projection_that_keeps_constants_and_envelopes():

@@ -211,11 +211,11 @@ def test_save_and_load_through_auto_classes(tmp_path):
 
 def test_init_weights_re_creates_frontend_buffers(tmp_path):
     """Frozen kernels are not saved: loading must re-derive them, also for a model built on the meta device."""
-    model = classifier(trainable_mel=True, cepstral_coefficients=8)
+    model = classifier(trainable_mel=True, cepstral_coefficients=8, normalization="per_clip_envelope")
     model.save_pretrained(tmp_path)
     loaded = MeamtmForAudioClassification.from_pretrained(tmp_path)
     fresh = model.meamtm.frontend
-    assert "cepstral_smoothing" in loaded.meamtm.frontend.kernel_tensors()
+    assert {"cepstral_smoothing", "clip_envelope"} <= set(loaded.meamtm.frontend.kernel_tensors())
     for name, tensor in loaded.meamtm.frontend.kernel_tensors().items():
         torch.testing.assert_close(tensor, fresh.kernel_tensors()[name], atol=0, rtol=0, msg=name)
     with torch.no_grad():
@@ -232,16 +232,18 @@ def test_half_precision_model_keeps_the_frontend_exact(tmp_path, dtype):
     inputs = waveforms()
     reference = model(inputs).logits
     frozen_path = tmp_path / "frozen"
-    classifier(cepstral_coefficients=8).save_pretrained(frozen_path)
+    classifier(cepstral_coefficients=8, normalization="per_clip_envelope").save_pretrained(frozen_path)
     for half in (
         MeamtmForAudioClassification.from_pretrained(tmp_path, dtype=dtype),
         MeamtmForAudioClassification.from_pretrained(frozen_path, dtype=dtype),
-        classifier(cepstral_coefficients=8).to(dtype),
+        classifier(cepstral_coefficients=8, normalization="per_clip_envelope").to(dtype),
     ):
         assert half.dtype == dtype
         assert half.meamtm.embeddings.patch_embeddings.projection.weight.dtype == dtype
         assert half.meamtm.frontend.mel_filters.dtype == torch.float32
         assert half.meamtm.frontend.cepstral_smoothing.dtype == torch.float32
+        if half.config.uses_clip_envelope:
+            assert half.meamtm.frontend.clip_envelope.dtype == torch.float32
         assert half.meamtm.frontend.stft.wcos.dtype == torch.float64
         logits = half(inputs).logits
         assert logits.dtype == dtype and torch.isfinite(logits).all()

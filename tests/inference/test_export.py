@@ -105,10 +105,12 @@ def test_the_export_script_writes_checks_and_saves_both_graphs(checkpoint, fsdd_
 
 
 @pytest.mark.slow
-def test_the_export_script_checks_a_longest_mode_model_at_two_widths(tmp_path, capsys):
+@pytest.mark.parametrize("normalization", ["global", "per_clip_envelope"])
+def test_the_export_script_checks_a_longest_mode_model_at_two_widths(normalization, tmp_path, capsys):
     torch.manual_seed(0)
     path = tmp_path / "longest"
-    MeamtmForAudioClassification(tiny_config(num_labels=10, padding_mode="longest")).save_pretrained(path)
+    config = tiny_config(num_labels=10, padding_mode="longest", normalization=normalization)
+    MeamtmForAudioClassification(config).save_pretrained(path)
     spec = importlib.util.spec_from_file_location("export_onnx", REPO / "scripts" / "export_onnx.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)

@@ -94,6 +94,20 @@ def test_another_recipe_gives_every_run_its_settings_and_epochs(tmp_path, folds)
     assert parsed.training.num_train_epochs == v1["num_train_epochs"]
 
 
+def test_recipe_none_runs_on_data_arguments_only(tmp_path, folds):
+    (args,) = ablation.HfArgumentParser(ablation.AblationArguments).parse_args_into_dataclasses(
+        args=["--folds_dir", str(folds), "--output_dir", str(tmp_path / "runs"), "--recipe", "none"]
+    )
+    assert args.num_train_epochs == load_recipe("fsdd").arguments["num_train_epochs"]  # what a data-only run takes
+    baseline = ablation.train_arguments(args, ablation.Run("baseline", "george", 0))
+    assert "--recipe" not in baseline and "--config_overrides" not in baseline
+    parsed = train.parse_arguments(baseline)
+    assert not parsed.recipe.recipe and train.uses_data_defaults(parsed)
+    envelope = train.parse_arguments(ablation.train_arguments(args, ablation.Run("envelope8", "george", 0)))
+    assert envelope.model.config_overrides == "normalization=per_clip_envelope,envelope_coefficients=8"
+    assert "with data arguments only" in ablation.markdown_of(args, {}, [])
+
+
 def test_a_search_can_be_kept_out_of_the_readme(tmp_path, folds):
     folder = tmp_path / "runs" / "baseline" / "george" / "seed0"
     folder.mkdir(parents=True)
