@@ -276,7 +276,8 @@ def markdown_of(args: AblationArguments, summary: dict, results: list[dict]) -> 
         cells = [cell_of(results, variant, fold, scores[fold]) if fold in scores else "-" for fold in args.folds]
         folds = len(scores) - 1
         mean = f"{100 * scores['mean']:.1f}%" + (f" ({folds} of {len(args.folds)} folds)" if folds < len(args.folds) else "")
-        lines.append(f"| {variant} | {settings or 'recipe'} | " + " | ".join(cells) + f" | {mean} |")
+        plain = "data arguments only" if args.recipe == NO_RECIPE else "recipe"
+        lines.append(f"| {variant} | {settings or plain} | " + " | ".join(cells) + f" | {mean} |")
     return "\n".join(lines) + "\n"
 
 
@@ -305,17 +306,22 @@ def readme_of(args: AblationArguments, summary: dict, report: dict) -> dict:
         mean = f"{100 * scores['mean']:.1f} %" + ("" if folds == len(args.folds) else f" ({folds} folds)")
         rows.append([variant] + [f"{100 * scores[fold]:.1f} %" if fold in scores else "—" for fold in args.folds] + [mean])
     epochs = recipe_arguments(args.recipe)["num_train_epochs"]
+    data_only = args.recipe == NO_RECIPE
+    plain = "data arguments only" if data_only else "the recipe"
+    runs = (f"Data arguments only (the defaults a fresh model takes from its data) at {args.num_train_epochs:g} epochs"
+            if data_only else f"The `{args.recipe}` recipe at {args.num_train_epochs:g} of its {epochs} epochs")
     return readme_table(
-        "Voices never heard in training: FSDD leave-one-speaker-out accuracy",
+        "Voices never heard in training: FSDD leave-one-speaker-out accuracy"
+        + (", data arguments only" if data_only else ""),
         "scripts/ablation.py",
         f"python scripts/ablation.py --recipe {args.recipe} --folds {' '.join(args.folds)} "
         f"--variants {' '.join(args.variants)} --num_train_epochs {args.num_train_epochs:g} --seeds "
         + " ".join(str(seed) for seed in args.seeds),
-        ["variant", *(f"{fold} held out" for fold in args.folds), "mean"], rows, order=50,
+        ["variant", *(f"{fold} held out" for fold in args.folds), "mean"], rows, order=51 if data_only else 50,
         machine=report["machine"], date=report["date"],
-        notes=[f"The `{args.recipe}` recipe at {args.num_train_epochs:g} of its {epochs} epochs, seeds {args.seeds}, "
+        notes=[f"{runs}, seeds {args.seeds}, "
                "one thread per run; a cell marked — was not run. Variants: "
-               + "; ".join(f"{name} = {' '.join(filter(None, [VARIANTS[name][0], *VARIANTS[name][1]])) or 'the recipe'}" for name in summary)
+               + "; ".join(f"{name} = {' '.join(filter(None, [VARIANTS[name][0], *VARIANTS[name][1]])) or plain}" for name in summary)
                + f". Details: [{args.results}.md]({args.results}.md), [docs/generalisation.md](docs/generalisation.md)."]
         + ([args.readme_note] if args.readme_note else []),
     )

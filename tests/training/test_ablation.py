@@ -106,6 +106,12 @@ def test_recipe_none_runs_on_data_arguments_only(tmp_path, folds):
     envelope = train.parse_arguments(ablation.train_arguments(args, ablation.Run("envelope8", "george", 0)))
     assert envelope.model.config_overrides == "normalization=per_clip_envelope,envelope_coefficients=8"
     assert "with data arguments only" in ablation.markdown_of(args, {}, [])
+    summary = {"baseline": {"george": 0.6, "jackson": 0.8, "mean": 0.7}}
+    results = [dict(variant="baseline", fold=fold, seed=0, accuracy=summary["baseline"][fold]) for fold in args.folds]
+    assert "| baseline | data arguments only |" in ablation.markdown_of(args, summary, results)
+    entry = ablation.readme_of(args, summary, dict(machine="m", date="d"))
+    assert entry["title"].endswith(", data arguments only") and entry["order"] == 51
+    assert "baseline = data arguments only" in entry["notes"][0] and "Data arguments only" in entry["notes"][0]
 
 
 def test_a_search_can_be_kept_out_of_the_readme(tmp_path, folds):
