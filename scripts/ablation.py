@@ -163,6 +163,16 @@ class AblationArguments:
         if self.parallel < 1 or self.threads < 1:
             raise ValueError(f"--parallel {self.parallel} and --threads {self.threads} must be >= 1.")
 
+    @property
+    def data_only(self) -> bool:
+        """`--recipe none`: every run on data arguments only."""
+        return self.recipe == NO_RECIPE
+
+    @property
+    def plain_run(self) -> str:
+        """What the `baseline` variant (no overrides, no flags) is."""
+        return "data arguments only" if self.data_only else "the recipe"
+
 
 @dataclass
 class Run:
@@ -184,11 +194,10 @@ def train_arguments(args: AblationArguments, run: Run) -> list[str]:
     """The `scripts/train.py` command line of one run (the variant's settings come last and win)."""
     overrides, flags = VARIANTS[run.variant]
     fold = Path(args.folds_dir) / run.fold
-    data_only = args.recipe == NO_RECIPE
-    recipe_overrides = None if data_only else load_recipe(args.recipe).arguments.get("config_overrides")
+    recipe_overrides = None if args.data_only else load_recipe(args.recipe).arguments.get("config_overrides")
     config_overrides = ",".join(filter(None, [recipe_overrides, overrides]))
     command = [
-        *([] if data_only else ["--recipe", args.recipe]),
+        *([] if args.data_only else ["--recipe", args.recipe]),
         "--train_file", str(fold / "train.csv"),
         "--eval_file", str(fold / "test.csv"),
         *(["--config_overrides", config_overrides] if config_overrides else []),
@@ -259,7 +268,7 @@ def cell_of(results: list[dict], variant: str, fold: str, mean: float) -> str:
 
 
 def markdown_of(args: AblationArguments, summary: dict, results: list[dict]) -> str:
-    how = "with data arguments only" if args.recipe == NO_RECIPE else f"--recipe {args.recipe}"
+    how = "with data arguments only" if args.data_only else f"--recipe {args.recipe}"
     lines = [
         f"FSDD leave-one-speaker-out, `scripts/train.py {how}` at {args.num_train_epochs:g} epochs "
         f"(the recipe trains {recipe_arguments(args.recipe)['num_train_epochs']}), seeds {args.seeds}, folds {args.folds} "
@@ -276,8 +285,7 @@ def markdown_of(args: AblationArguments, summary: dict, results: list[dict]) -> 
         cells = [cell_of(results, variant, fold, scores[fold]) if fold in scores else "-" for fold in args.folds]
         folds = len(scores) - 1
         mean = f"{100 * scores['mean']:.1f}%" + (f" ({folds} of {len(args.folds)} folds)" if folds < len(args.folds) else "")
-        plain = "data arguments only" if args.recipe == NO_RECIPE else "recipe"
-        lines.append(f"| {variant} | {settings or plain} | " + " | ".join(cells) + f" | {mean} |")
+        lines.append(f"| {variant} | {settings or args.plain_run.removeprefix('the ')} | " + " | ".join(cells) + f" | {mean} |")
     return "\n".join(lines) + "\n"
 
 
@@ -306,22 +314,20 @@ def readme_of(args: AblationArguments, summary: dict, report: dict) -> dict:
         mean = f"{100 * scores['mean']:.1f} %" + ("" if folds == len(args.folds) else f" ({folds} folds)")
         rows.append([variant] + [f"{100 * scores[fold]:.1f} %" if fold in scores else "—" for fold in args.folds] + [mean])
     epochs = recipe_arguments(args.recipe)["num_train_epochs"]
-    data_only = args.recipe == NO_RECIPE
-    plain = "data arguments only" if data_only else "the recipe"
     runs = (f"Data arguments only (the defaults a fresh model takes from its data) at {args.num_train_epochs:g} epochs"
-            if data_only else f"The `{args.recipe}` recipe at {args.num_train_epochs:g} of its {epochs} epochs")
+            if args.data_only else f"The `{args.recipe}` recipe at {args.num_train_epochs:g} of its {epochs} epochs")
     return readme_table(
         "Voices never heard in training: FSDD leave-one-speaker-out accuracy"
-        + (", data arguments only" if data_only else ""),
+        + (", data arguments only" if args.data_only else ""),
         "scripts/ablation.py",
         f"python scripts/ablation.py --recipe {args.recipe} --folds {' '.join(args.folds)} "
         f"--variants {' '.join(args.variants)} --num_train_epochs {args.num_train_epochs:g} --seeds "
         + " ".join(str(seed) for seed in args.seeds),
-        ["variant", *(f"{fold} held out" for fold in args.folds), "mean"], rows, order=51 if data_only else 50,
+        ["variant", *(f"{fold} held out" for fold in args.folds), "mean"], rows, order=51 if args.data_only else 50,
         machine=report["machine"], date=report["date"],
         notes=[f"{runs}, seeds {args.seeds}, "
                "one thread per run; a cell marked — was not run. Variants: "
-               + "; ".join(f"{name} = {' '.join(filter(None, [VARIANTS[name][0], *VARIANTS[name][1]])) or plain}" for name in summary)
+               + "; ".join(f"{name} = {' '.join(filter(None, [VARIANTS[name][0], *VARIANTS[name][1]])) or args.plain_run}" for name in summary)
                + f". Details: [{args.results}.md]({args.results}.md), [docs/generalisation.md](docs/generalisation.md)."]
         + ([args.readme_note] if args.readme_note else []),
     )
