@@ -63,9 +63,10 @@ class CostModelArguments:
     quick: bool = field(default=False, metadata={"help": "Tiny model, batch 2, one timed step: checks the script."})
     tables_only: bool = field(
         default=False,
-        metadata={"help": "Measure nothing: rewrite the Markdown and README table of the existing cost_model.json."},
+        metadata={"help": "Measure nothing: rewrite the Markdown (and README table) of the existing cost_model.json."},
     )
     output_dir: str = field(default="results", metadata={"help": "Where cost_model.json and cost_model.md go."})
+    readme: bool = field(default=False, metadata={"help": "Give the result file a README table."})
 
     def __post_init__(self):
         if self.quick:
@@ -199,7 +200,7 @@ def readme_of(report: dict) -> dict:
         + [f"{gpu} GPU-h (estimate)" for gpu in gpus],
         rows, order=60, machine=report["machine"], date=report["date"],
         notes=[f"GPU-hours are estimates from FLOPs at {report['utilisation']:.0%} of data-sheet peak, not "
-               f"measurements (no GPU has run MEAMTM). AST as published: about {ast['gpu_hours_per_epoch']:.0f} "
+               f"measurements (one GPU step, at batch 8, is in results/benchmark_cuda.md). AST as published: about {ast['gpu_hours_per_epoch']:.0f} "
                "GPU-hours per epoch. Assumptions: [results/cost_model.md](results/cost_model.md)."],
     )
 
@@ -214,7 +215,9 @@ def main(argv: list[str] | None = None) -> dict:
         report.update(size=args.size, batch_size=args.batch_size, utilisation=args.utilisation,
                       clips_per_epoch=args.clips_per_epoch, date=current_date(), machine=machine_description(),
                       machine_settings=machine_of(torch.device("cpu")))
-    report["readme"] = readme_of(report)
+    report.pop("readme", None)
+    if args.readme:
+        report["readme"] = readme_of(report)
     write_result_file(Path(args.output_dir) / "cost_model.json", report, markdown_of(report))
     print(markdown_of(report))
     return report

@@ -59,6 +59,7 @@ class AgreementArguments:
     clips_per_group: int = 8
     seed: int = 0
     output_dir: str = field(default=str(REPO / "results"))
+    readme: bool = field(default=False, metadata={"help": "Give the result file a README table."})
 
     def __post_init__(self):
         if self.geometry not in GEOMETRIES:
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
         for name, group in result["groups"].items()
     ]
     source = args.ast_model or f"a randomly initialised AST ({args.geometry} geometry), converted offline"
-    report["readme"] = readme_table(
+    readme = readme_table(
         "A converted AST checkpoint in `padding_mode=\"longest\"` against `\"max_length\"`",
         "scripts/padding_mode_agreement.py",
         "python scripts/padding_mode_agreement.py" + (f" --ast_model {args.ast_model}" if args.ast_model else ""),
@@ -196,6 +197,8 @@ def main(argv: list[str] | None = None) -> dict:
                "agreement here shows how far the outputs move against their spread, not how often a trained "
                "model's decision changes: run with --ast_model on a trained checkpoint for that."],
     )
+    if args.readme:
+        report["readme"] = readme
     markdown = markdown_of(report)
     write_result_file(Path(args.output_dir) / "padding_mode_agreement.json", report, markdown)
     print(markdown)
