@@ -1,5 +1,6 @@
-"""Training-time regularisation inside the model, on its device: patchout, SpecAugment masking, mixup, and
-per-example filter-bank augmentation (vocal-tract-length perturbation, microphone tilt and band-stop).
+"""Training-time regularisation inside the model, on its device: patchout, SpecAugment masking, mixup,
+per-example filter-bank augmentation (vocal-tract-length perturbation, microphone tilt and band-stop) and
+Freq-MixStyle (each band's statistics mixed between clips).
 
 Each piece exists only when the config turns it on (`MeamtmModel` builds `nn.Identity` otherwise) and does
 nothing outside training, so an evaluating model runs AST's exact graph and gives bit-identical outputs.
@@ -206,6 +207,51 @@ class MeamtmFilterBankAugment(nn.Module):
         return filters
 
 
+class MeamtmFreqMixStyle(nn.Module):
+    """Freq-MixStyle (Schmid et al., CP-JKU, DCASE 2022; after MixStyle, Zhou et al. 2021): a recording's colour
+    from another clip of the batch, per example, on the normalised log-mel, in training only.
+
+    `(batch, num_frames, num_mel_bins)` features and `(batch,)` numbers of real frames -> the same shape. Each
+    example, with probability `freq_mixstyle_probability`, has each band standardised by its own mean and
+    standard deviation over its real frames and rescaled by a mix of its own and a partner's statistics,
+    `l * own + (1 - l) * partner's` with `l ~ Beta(freq_mixstyle_alpha, freq_mixstyle_alpha)` per example and
+    the partner a random permutation of the batch. A microphone, a room or a voice's timbre set each band's
+    mean and spread over a clip; mixing them teaches the model to read past them while it still sees them
+    (per-clip normalisation removes them at test time as well). Padding frames are left as they are and do not
+    count in the statistics, so a clip's draw does not depend on how far the batch is padded. The statistics
+    carry no gradient (as MixStyle's); in evaluation the features pass unchanged.
+    """
+
+    eps = 1e-6
+
+    def __init__(self, config: MeamtmConfig):
+        super().__init__()
+        self.probability = float(config.freq_mixstyle_probability)
+        self.alpha = float(config.freq_mixstyle_alpha)
+
+    def forward(self, features: torch.Tensor, real_frames: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return features
+        batch_size, num_frames, _ = features.shape
+        device = features.device
+        is_real = (torch.arange(num_frames, device=device)[None, :] < real_frames[:, None])[..., None]
+        count = is_real.sum(dim=1, keepdim=True).clamp(min=1).to(features.dtype)
+        detached = features.detach()
+        means = torch.where(is_real, detached, 0.0).sum(dim=1, keepdim=True) / count
+        variances = torch.where(is_real, (detached - means) ** 2, 0.0).sum(dim=1, keepdim=True) / count
+        deviations = (variances + self.eps).sqrt()
+        concentration = torch.full((batch_size,), self.alpha, device=device)
+        # validate_args=False: validation reads the parameters back to the host, a device sync per step.
+        weights = torch.distributions.Beta(concentration, concentration, validate_args=False).sample()
+        weights = weights.to(features.dtype).view(-1, 1, 1)
+        partners = torch.randperm(batch_size, device=device)
+        mixed_means = weights * means + (1 - weights) * means[partners]
+        mixed_deviations = weights * deviations + (1 - weights) * deviations[partners]
+        mixed = (features - means) / deviations * mixed_deviations + mixed_means
+        chosen = (torch.rand(batch_size, device=device) < self.probability).view(-1, 1, 1)
+        return torch.where(chosen & is_real, mixed, features)
+
+
 @dataclass
 class MeamtmMixing:
     """One mixup draw for a batch: example i becomes `weights[i] * x[i] + (1 - weights[i]) * x[partners[i]]`.
@@ -311,4 +357,4 @@ def problem_type_of(config, labels: torch.Tensor) -> str:
     return "multi_label_classification"
 
 
-__all__ = ["MeamtmFilterBankAugment", "MeamtmMixing", "MeamtmMixup", "MeamtmPatchout", "MeamtmSpecAugment"]
+__all__ = ["MeamtmFilterBankAugment", "MeamtmFreqMixStyle", "MeamtmMixing", "MeamtmMixup", "MeamtmPatchout", "MeamtmSpecAugment"]

@@ -119,6 +119,12 @@ class MeamtmConfig(PreTrainedConfig):
             `[0, mel_band_stop_db]` dB (a notch in a microphone's response). Width 0 disables it.
             VTLP, tilt and band-stop change the filter bank per example (`(batch, freq, num_mel_bins)`), in training
             only; the frontend then takes the dense mel product.
+        freq_mixstyle_probability (`float`, defaults to 0.0) / freq_mixstyle_alpha (`float`, defaults to 0.3):
+            Freq-MixStyle (CP-JKU, DCASE 2022; MixStyle, Zhou et al. 2021): each example, with this probability,
+            gets each mel band's mean and standard deviation over its real frames replaced by a mix of its own and
+            another clip's of the batch, weight `l ~ Beta(alpha, alpha)` on its own (CP-JKU: 0.4 and 0.3). A
+            recording's colour and level become noise the model learns to read past, as per-clip normalisation
+            removes them, but the features at evaluation keep them. 0 disables it.
 
     Derived values (`num_samples`, `num_frames_of`, `patch_grid`, `num_patch_columns_of`, `num_frames_of_columns`,
     `patchout_dropped`, `patchout_dropped_for`, `num_training_patches`) are properties or methods, never stored.
@@ -186,6 +192,8 @@ class MeamtmConfig(PreTrainedConfig):
     mel_tilt_db: float | int = 0.0
     mel_band_stop_width: int = 0
     mel_band_stop_db: float | int = 20.0
+    freq_mixstyle_probability: float | int = 0.0
+    freq_mixstyle_alpha: float | int = 0.3
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -274,6 +282,10 @@ class MeamtmConfig(PreTrainedConfig):
     @property
     def uses_filter_bank_augment(self) -> bool:
         return self.vtlp_max_warp > 0 or self.mel_tilt_db > 0 or self.mel_band_stop_width > 0
+
+    @property
+    def uses_freq_mixstyle(self) -> bool:
+        return self.freq_mixstyle_probability > 0
 
     @property
     def num_training_patches(self) -> int:
@@ -427,6 +439,15 @@ class MeamtmConfig(PreTrainedConfig):
             raise ValueError(
                 f"mel_band_stop_width={self.mel_band_stop_width} with mel_band_stop_db={self.mel_band_stop_db} "
                 "attenuates nothing: give a positive depth in dB, or set mel_band_stop_width=0."
+            )
+        if not 0 <= self.freq_mixstyle_probability <= 1:
+            raise ValueError(
+                f"freq_mixstyle_probability={self.freq_mixstyle_probability} must be in [0, 1] (0 turns Freq-MixStyle off)."
+            )
+        if self.freq_mixstyle_alpha <= 0:
+            raise ValueError(
+                f"freq_mixstyle_alpha={self.freq_mixstyle_alpha} must be positive: it is the Beta distribution's "
+                "concentration (CP-JKU use 0.3)."
             )
         for name, size_name in (("freq_mask_param", "num_mel_bins"), ("time_mask_param", "max_length")):
             value, size = getattr(self, name), getattr(self, size_name)

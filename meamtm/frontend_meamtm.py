@@ -21,7 +21,7 @@ from nnAudio.features import STFT
 from torch import nn
 from transformers.audio_utils import mel_filter_bank, window_function
 
-from .augmentation_meamtm import MeamtmFilterBankAugment
+from .augmentation_meamtm import MeamtmFilterBankAugment, MeamtmFreqMixStyle
 from .configuration_meamtm import MeamtmConfig
 
 
@@ -102,7 +102,9 @@ class MeamtmFrontend(nn.Module):
 
     In training with filter-bank augmentation (`config.uses_filter_bank_augment`), each example gets its own
     mel filter bank (`MeamtmFilterBankAugment`, `(batch, freq, num_mel_bins)`) and the mel product is a batched
-    dense one; otherwise `filter_bank_augment` is `nn.Identity` and every path is the plain one.
+    dense one; otherwise `filter_bank_augment` is `nn.Identity` and every path is the plain one. In training with
+    `config.uses_freq_mixstyle`, the normalised features of the real frames then get another clip's band statistics
+    (`MeamtmFreqMixStyle`, after any per-clip normalisation).
 
     `num_frames` is `max_length` with `config.padding_mode="max_length"` (AST). With `"longest"` it is the
     frames of the whole patch columns that hold the batch's longest clip (`output_frames`), the longest clip
@@ -161,6 +163,7 @@ class MeamtmFrontend(nn.Module):
         self.filter_bank_augment = (
             MeamtmFilterBankAugment(config) if config.uses_filter_bank_augment else nn.Identity()
         )
+        self.freq_mixstyle = MeamtmFreqMixStyle(config) if config.uses_freq_mixstyle else None
         self.reset_kernels()
 
     def kernels(self) -> dict[str, torch.Tensor]:
@@ -294,11 +297,16 @@ class MeamtmFrontend(nn.Module):
                 # Out of place, on the mel-major tensor: `masked_fill_` on this transposed view, once slices of it
                 # were written from tensors that need a gradient, fails autograd's leaf check.
                 output = output.transpose(1, 2).masked_fill(is_padding[:, None, :], padding_value).transpose(1, 2)
-            if config.do_normalize and config.normalization != "global":
+            per_clip = config.do_normalize and config.normalization != "global"
+            mixstyle = self.training and self.freq_mixstyle is not None
+            if per_clip or mixstyle:
                 real_frames = torch.full((batch_size,), num_frames, device=output.device)
                 if lengths is not None:
                     real_frames = frames_per_clip.clamp(0, num_frames)
+            if per_clip:
                 output = self._remove_clip_means(output, real_frames)
+            if mixstyle:
+                output = self.freq_mixstyle(output, real_frames)
         return output
 
     def _remove_clip_means(self, output: torch.Tensor, real_frames: torch.Tensor) -> torch.Tensor:

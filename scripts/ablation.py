@@ -109,6 +109,9 @@ VARIANTS = {
     "active20": ("clip_mean_range_db=20", []),
     "envelope8": ("normalization=per_clip_envelope,envelope_coefficients=8", []),
     "envelope24": ("normalization=per_clip_envelope,envelope_coefficients=24", []),
+    "freq_mixstyle": ("freq_mixstyle_probability=0.4", []),
+    "freq_mixstyle0.8": ("freq_mixstyle_probability=0.8", []),
+    "freq_mixstyle0.8+alpha1": ("freq_mixstyle_probability=0.8,freq_mixstyle_alpha=1", []),
     "longest+per_clip+noise+filter_bank+mel40": (
         "padding_mode=longest,normalization=per_clip,num_mel_bins=40,frequency_stride=8,"
         "vtlp_max_warp=0.15,mel_tilt_db=6,mel_band_stop_width=4",

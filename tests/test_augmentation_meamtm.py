@@ -1,5 +1,5 @@
-"""Patchout, SpecAugment, mixup and filter-bank augmentation: active only in training, per example, on the input's
-device."""
+"""Patchout, SpecAugment, mixup, filter-bank augmentation and Freq-MixStyle: active only in training, per example,
+on the input's device."""
 
 import pytest
 import torch
@@ -9,6 +9,7 @@ from transformers.testing_utils import CaptureLogger
 from meamtm import MeamtmConfig, MeamtmForAudioClassification
 from meamtm.augmentation_meamtm import (
     MeamtmFilterBankAugment,
+    MeamtmFreqMixStyle,
     MeamtmMixing,
     MeamtmMixup,
     MeamtmPatchout,
@@ -280,6 +281,8 @@ def test_gradient_checkpointing_with_patchout_gives_the_same_gradients():
         (dict(mel_tilt_db=-3), "mel_tilt_db=-3 must be >= 0"),
         (dict(mel_band_stop_width=40), "mel_band_stop_width=40 must be between 0 (off) and num_mel_bins=32"),
         (dict(mel_band_stop_width=4, mel_band_stop_db=0), "attenuates nothing"),
+        (dict(freq_mixstyle_probability=1.5), "freq_mixstyle_probability=1.5 must be in [0, 1]"),
+        (dict(freq_mixstyle_probability=0.4, freq_mixstyle_alpha=0), "freq_mixstyle_alpha=0 must be positive"),
     ],
 )
 def test_invalid_augmentation_settings_raise_value_error(overrides, message):
@@ -427,3 +430,91 @@ def test_drop_path_keeps_evaluation_bit_identical_and_gradients_finite():
 def test_invalid_drop_path_rate_raises_value_error(rate):
     with pytest.raises(ValueError, match=rf"drop_path_rate={rate} must be in \[0, 1\)"):
         tiny_config(drop_path_rate=rate)
+
+
+def coloured_features(batch_size=6, num_frames=40, num_bins=32):
+    """Log-mel-like features whose bands have a different mean and spread in every clip."""
+    generator = torch.Generator().manual_seed(0)
+    means = torch.randn(batch_size, 1, num_bins, generator=generator) * 2
+    spreads = torch.rand(batch_size, 1, num_bins, generator=generator) + 0.2
+    return means + spreads * torch.randn(batch_size, num_frames, num_bins, generator=generator)
+
+
+def band_statistics(features, real_frames):
+    """Each band's mean and (population) standard deviation over each clip's real frames."""
+    stats = [(clip[:n].mean(dim=0), clip[:n].std(dim=0, unbiased=False)) for clip, n in zip(features, real_frames)]
+    return torch.stack([m for m, _ in stats]), torch.stack([s for _, s in stats])
+
+
+def test_freq_mixstyle_gives_each_clip_a_mix_of_two_clips_band_statistics():
+    config = tiny_config(freq_mixstyle_probability=1.0)
+    features = coloured_features()
+    real_frames = torch.tensor([40, 30, 25, 40, 12, 33])
+    mixstyle = MeamtmFreqMixStyle(config).train()
+    mixed = mixstyle(features, real_frames)
+    means, deviations = band_statistics(features, real_frames)
+    mixed_means, mixed_deviations = band_statistics(mixed, real_frames)
+    changed = 0
+    for i in range(len(features)):
+        # Some clip j and one weight l per example explain every band's new mean and spread at once.
+        weights = [(mixed_means[i] - means[j]) / (means[i] - means[j]) for j in range(len(features)) if j != i]
+        partner_found = any(
+            torch.allclose(w, w.mean().expand_as(w), atol=1e-3)
+            and torch.allclose(mixed_deviations[i], w.mean() * deviations[i] + (1 - w.mean()) * deviations[j], atol=1e-3)
+            for j, w in zip([j for j in range(len(features)) if j != i], weights)
+        )
+        unchanged = torch.allclose(mixed[i], features[i], atol=1e-5)  # partnered with itself
+        assert partner_found or unchanged
+        changed += not unchanged
+        # Padding frames are left as they were.
+        assert torch.equal(mixed[i, real_frames[i]:], features[i, real_frames[i]:])
+    assert changed >= 3
+    assert mixstyle.eval()(features, real_frames) is features
+
+
+def test_freq_mixstyle_ignores_padding_and_is_seeded():
+    config = tiny_config(freq_mixstyle_probability=0.5)
+    mixstyle = MeamtmFreqMixStyle(config).train()
+    features, real_frames = coloured_features(), torch.tensor([40, 30, 25, 40, 12, 33])
+    repadded = features.clone()
+    for clip, n in zip(repadded, real_frames):
+        clip[n:] = 100.0  # loud padding must not move the statistics
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        first = mixstyle(features, real_frames)
+        torch.manual_seed(5)
+        again = mixstyle(repadded, real_frames)
+    for clip, other, n in zip(first, again, real_frames):
+        torch.testing.assert_close(clip[:n], other[:n], atol=1e-6, rtol=1e-6)
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        torch.testing.assert_close(mixstyle(features, real_frames), first, atol=0, rtol=0)
+
+
+def test_freq_mixstyle_mixes_only_the_drawn_fraction_of_examples():
+    mixstyle = MeamtmFreqMixStyle(tiny_config(freq_mixstyle_probability=0.25)).train()
+    features = coloured_features(batch_size=400, num_frames=8)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        mixed = mixstyle(features, torch.full((400,), 8))
+    changed = (mixed - features).abs().amax(dim=(1, 2)) > 1e-5
+    assert 60 <= int(changed.sum()) <= 140  # about a quarter (fewer: a clip may draw itself as its partner)
+
+
+def test_freq_mixstyle_disappears_when_off_keeps_evaluation_bit_identical_and_gradients_finite():
+    plain = classifier().eval()
+    mixed = classifier(freq_mixstyle_probability=1.0, trainable_mel=True)
+    assert plain.meamtm.frontend.freq_mixstyle is None
+    assert isinstance(mixed.meamtm.frontend.freq_mixstyle, MeamtmFreqMixStyle)
+    state = plain.state_dict()
+    assert state.keys() == classifier(freq_mixstyle_probability=1.0).state_dict().keys()
+    mixed.load_state_dict({**mixed.state_dict(), **state})
+    inputs = torch.cat([waveforms(3) * torch.tensor([[1.0], [0.1], [3.0]]), torch.zeros(1, 9000)])  # and silence
+    labels = torch.tensor([0, 1, 2, 1])
+    loss = mixed.train()(inputs, labels=labels).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in mixed.parameters() if p.grad is not None)
+    assert mixed.meamtm.frontend.mel_filters.grad.abs().sum() > 0
+    with torch.no_grad():
+        torch.testing.assert_close(mixed.eval()(inputs).logits, plain(inputs).logits, atol=0, rtol=0)

@@ -28,6 +28,7 @@ AUGMENTED = dict(
     patchout_unstructured=0.2,
     mixup_alpha=0.3,
     drop_path_rate=0.1,
+    freq_mixstyle_probability=0.5,
 )
 
 
