@@ -35,89 +35,23 @@ DEFAULT_RECIPE = "fsdd"
 NO_RECIPE = "none"
 
 
-# name -> (config overrides added to the recipe's, extra train.py flags)
-VARIANTS = {
-    "baseline": ("", []),
-    "vtlp": ("vtlp_max_warp=0.1", []),
-    "per_clip": ("normalization=per_clip", []),
-    "vtlp+per_clip": ("vtlp_max_warp=0.1,normalization=per_clip", []),
-    "filter_gain": ("mel_tilt_db=10,mel_band_stop_width=8", []),
-    "reverb": ("", ["--reverb_s", "0.4"]),
-    "longest": ("padding_mode=longest", ["--train_sampling_strategy", "group_by_length"]),
-    "longest+per_clip": ("padding_mode=longest,normalization=per_clip", ["--train_sampling_strategy", "group_by_length"]),
-    "longest+per_clip+specaugment": (
-        "padding_mode=longest,normalization=per_clip,freq_mask_param=12,time_mask_param=25",
-        ["--train_sampling_strategy", "group_by_length"],
-    ),
-    "longest+per_clip+filter_bank": (
-        "padding_mode=longest,normalization=per_clip,vtlp_max_warp=0.15,mel_tilt_db=6,mel_band_stop_width=6",
-        ["--train_sampling_strategy", "group_by_length"],
-    ),
-    "longest+per_clip+mel40": (
-        "padding_mode=longest,normalization=per_clip,num_mel_bins=40,frequency_stride=8",
-        ["--train_sampling_strategy", "group_by_length"],
-    ),
-    "longest+per_clip+mixup": (
-        "padding_mode=longest,normalization=per_clip,mixup_alpha=0.3",
-        ["--train_sampling_strategy", "group_by_length"],
-    ),
-    "longest+per_clip+noise": (
-        "padding_mode=longest,normalization=per_clip",
-        ["--train_sampling_strategy", "group_by_length", "--noise_snr_db", "5", "--noise_color", "0.9"],
-    ),
-    "longest+per_clip+drop_path": (
-        "padding_mode=longest,normalization=per_clip,drop_path_rate=0.1",
-        ["--train_sampling_strategy", "group_by_length"],
-    ),
-    "longest+per_clip+no_delay": (
-        "padding_mode=longest,normalization=per_clip",
-        ["--train_sampling_strategy", "group_by_length", "--shift_s", "0"],
-    ),
-    "longest+per_clip+width96": (
-        "padding_mode=longest,normalization=per_clip,hidden_size=96,intermediate_size=384",
-        ["--train_sampling_strategy", "group_by_length"],
-    ),
-    "longest+per_clip+stride16": (
-        "padding_mode=longest,normalization=per_clip,frequency_stride=16,time_stride=16",
-        ["--train_sampling_strategy", "group_by_length"],
-    ),
-    "longest+per_clip+vtlp0.2": (
-        "padding_mode=longest,normalization=per_clip,vtlp_max_warp=0.2",
-        ["--train_sampling_strategy", "group_by_length"],
-    ),
-    "longest+per_clip+trim": (
-        "padding_mode=longest,normalization=per_clip",
-        ["--train_sampling_strategy", "group_by_length", "--trim_s", "0.1"],
-    ),
-    "longest+per_clip+trim+width96": (
-        "padding_mode=longest,normalization=per_clip,hidden_size=96,intermediate_size=384",
-        ["--train_sampling_strategy", "group_by_length", "--trim_s", "0.1"],
-    ),
-    "cepstral20": ("cepstral_coefficients=20", []),
-    "cepstral12": ("cepstral_coefficients=12", []),
-    "drop_path": ("drop_path_rate=0.1", []),
-    "speed0.2": ("", ["--speed", "0.2"]),
-    "vtlp0.2": ("vtlp_max_warp=0.2", []),
-    "shift0.3": ("", ["--shift_s", "0.3"]),
-    "label_smoothing": ("", ["--label_smoothing_factor", "0.1"]),
-    "trim_db30": ("", ["--trim_db", "30"]),
-    "trim_db20": ("", ["--trim_db", "20"]),
-    "specaugment_mild": ("freq_mask_param=8,time_mask_param=5", []),
-    "frames25ms": ("win_length=200,hop_length=80,n_fft=256,max_length=200", []),
-    "global": ("normalization=global", []),
-    "active30": ("clip_mean_range_db=30", []),
-    "active20": ("clip_mean_range_db=20", []),
-    "envelope8": ("normalization=per_clip_envelope,envelope_coefficients=8", []),
-    "envelope24": ("normalization=per_clip_envelope,envelope_coefficients=24", []),
-    "freq_mixstyle": ("freq_mixstyle_probability=0.4", []),
-    "freq_mixstyle0.8": ("freq_mixstyle_probability=0.8", []),
-    "freq_mixstyle0.8+alpha1": ("freq_mixstyle_probability=0.8,freq_mixstyle_alpha=1", []),
-    "longest+per_clip+noise+filter_bank+mel40": (
-        "padding_mode=longest,normalization=per_clip,num_mel_bins=40,frequency_stride=8,"
-        "vtlp_max_warp=0.15,mel_tilt_db=6,mel_band_stop_width=4",
-        ["--train_sampling_strategy", "group_by_length", "--noise_snr_db", "5", "--noise_color", "0.9"],
-    ),
-}
+# name -> (config overrides added to the recipe's, extra train.py flags), from `ablation_variants.json` beside
+# this script: `{"name": {"config_overrides": "key=value,...", "flags": ["--flag", "value"]}}`, either key optional.
+VARIANTS_FILE = Path(__file__).resolve().parent / "ablation_variants.json"
+
+
+def load_variants(path: Path = VARIANTS_FILE) -> dict[str, tuple[str, list[str]]]:
+    """The variants file as `{name: (config overrides, flags)}`; unknown keys raise `ValueError` naming them."""
+    variants = {}
+    for name, entry in json.loads(path.read_text()).items():
+        unknown = set(entry) - {"config_overrides", "flags"}
+        if unknown:
+            raise ValueError(f"Variant {name!r} in {path} has unknown keys {sorted(unknown)}: use config_overrides and flags.")
+        variants[name] = (entry.get("config_overrides", ""), list(entry.get("flags", [])))
+    return variants
+
+
+VARIANTS = load_variants()
 
 
 @dataclass
@@ -199,24 +133,17 @@ def train_arguments(args: AblationArguments, run: Run) -> list[str]:
     fold = Path(args.folds_dir) / run.fold
     recipe_overrides = None if args.data_only else load_recipe(args.recipe).arguments.get("config_overrides")
     config_overrides = ",".join(filter(None, [recipe_overrides, overrides]))
-    command = [
-        *([] if args.data_only else ["--recipe", args.recipe]),
-        "--train_file", str(fold / "train.csv"),
-        "--eval_file", str(fold / "test.csv"),
-        *(["--config_overrides", config_overrides] if config_overrides else []),
-        "--num_train_epochs", str(args.num_train_epochs),
-        "--seed", str(run.seed),
-        "--output_dir", str(run.folder(args)),
+    data = ["--train_file", str(fold / "train.csv"), "--eval_file", str(fold / "test.csv")]
+    return [
+        *train.experiment_command(
+            data, run.folder(args), args.num_train_epochs, run.seed, recipe=None if args.data_only else args.recipe,
+            config_overrides=config_overrides, max_train_samples=args.max_train_samples,
+            max_eval_samples=args.max_eval_samples,
+        ),
         "--eval_strategy", "no",
-        "--save_strategy", "no",
-        "--report_to", "none",
         "--disable_tqdm", "true",
         *flags,
     ]
-    for name in ("max_train_samples", "max_eval_samples"):
-        if getattr(args, name) is not None:
-            command += [f"--{name}", str(getattr(args, name))]
-    return command
 
 
 def run_one(args: AblationArguments, run: Run) -> dict | None:

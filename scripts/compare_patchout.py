@@ -58,21 +58,12 @@ def config_overrides(args: ComparisonArguments, run: str) -> str:
 
 def train_arguments(args: ComparisonArguments, run: str) -> list[str]:
     """The `scripts/train.py` command line of one run (its flags win over the recipe's)."""
-    command = [
-        "--recipe", "fsdd",
-        "--train_dir", os.path.join(args.fsdd_dir, "train"),
-        "--eval_dir", os.path.join(args.fsdd_dir, "test"),
-        "--config_overrides", config_overrides(args, run),
-        "--num_train_epochs", str(args.epochs),
-        "--seed", str(args.seed),
-        "--output_dir", str(Path(args.output_dir) / f"compare-{run}"),
-        "--save_strategy", "no",
-        "--report_to", "none",
-    ]
-    for name in ("max_train_samples", "max_eval_samples"):
-        if getattr(args, name) is not None:
-            command += [f"--{name}", str(getattr(args, name))]
-    return command
+    data = ["--train_dir", os.path.join(args.fsdd_dir, "train"), "--eval_dir", os.path.join(args.fsdd_dir, "test")]
+    return train.experiment_command(
+        data, Path(args.output_dir) / f"compare-{run}", args.epochs, args.seed, recipe="fsdd",
+        config_overrides=config_overrides(args, run), max_train_samples=args.max_train_samples,
+        max_eval_samples=args.max_eval_samples,
+    )
 
 
 def run_one(args: ComparisonArguments, run: str) -> dict:

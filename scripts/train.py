@@ -342,6 +342,29 @@ def classify_held_out_clip(output_dir: str, eval_dataset, audio_column: str, lab
         print(f"  {guess['label']:>12}  {guess['score']:.3f}")
 
 
+def experiment_command(
+    data: list[str], output_dir: str, num_train_epochs, seed: int, *, recipe: str | None = None,
+    config_overrides: str | None = None, max_train_samples: int | None = None, max_eval_samples: int | None = None,
+) -> list[str]:
+    """The command line of one run of an experiment script (`ablation.py`, `compare_patchout.py`): `data`'s flags
+    (`--train_file ...` or `--train_dir ...`), the recipe if any, no checkpoints and no loggers; the caller appends
+    its own flags, which win."""
+    command = [*(["--recipe", recipe] if recipe else []), *data]
+    if config_overrides:
+        command += ["--config_overrides", config_overrides]
+    command += [
+        "--num_train_epochs", str(num_train_epochs),
+        "--seed", str(seed),
+        "--output_dir", str(output_dir),
+        "--save_strategy", "no",
+        "--report_to", "none",
+    ]
+    for name, value in (("max_train_samples", max_train_samples), ("max_eval_samples", max_eval_samples)):
+        if value is not None:
+            command += [f"--{name}", str(value)]
+    return command
+
+
 def main(argv: list[str] | None = None) -> dict:
     command = read_command(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)

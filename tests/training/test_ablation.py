@@ -131,3 +131,23 @@ def test_a_readme_note_is_added_to_the_table_notes(tmp_path, folds):
     report = ablation.main(arguments(tmp_path, folds, "--variants", "baseline", "--folds", "george",
                                      "--train_missing", "false", "--readme_note", "Compare with 0.1."))
     assert report["readme"]["notes"][-1] == "Compare with 0.1."
+
+
+@pytest.mark.parametrize("name", sorted(ablation.VARIANTS))
+def test_every_shipped_variant_is_a_valid_config_on_the_recipe_and_valid_train_flags(name, tmp_path):
+    from meamtm.training.trainer import build_config
+
+    overrides, flags = ablation.VARIANTS[name]
+    recipe = load_recipe("fsdd").arguments
+    build_config(recipe["config_name"], ",".join(filter(None, [recipe["config_overrides"], overrides])))
+    known = {f"--{action.dest}" for action in train.HfArgumentParser(train.ARGUMENT_CLASSES)._actions}
+    assert {flag for flag in flags if flag.startswith("--")} <= known
+
+
+def test_a_variants_file_with_unknown_keys_is_refused(tmp_path):
+    path = tmp_path / "variants.json"
+    path.write_text(json.dumps({"wide": {"config_overrides": "hidden_size=384", "flag": ["--seed", "1"]}}))
+    with pytest.raises(ValueError, match=r"Variant 'wide' .* unknown keys \['flag'\]"):
+        ablation.load_variants(path)
+    path.write_text(json.dumps({"wide": {"config_overrides": "hidden_size=384", "flags": ["--seed", "1"]}}))
+    assert ablation.load_variants(path) == {"wide": ("hidden_size=384", ["--seed", "1"])}
