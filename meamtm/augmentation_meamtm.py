@@ -89,7 +89,7 @@ def band_masks(batch_size: int, size: int, max_width: int, device: torch.device)
 class MeamtmSpecAugment(nn.Module):
     """SpecAugment frequency and time masking (Park et al. 2019) as AST trains with it (`freqm`, `timem`).
 
-    `(batch, max_length, num_mel_bins)` -> the same shape: per example, one band of up to `freq_mask_param`
+    `(batch, max_length, num_mel_bins[, channels])` -> the same shape: per example, one band of up to `freq_mask_param`
     mel bins and one span of up to `time_mask_param` frames take the value of silence. AST masks its
     log-mel with zeros before normalising, which is also the value of its padding frames; here the
     spectrogram is already normalised, so the mask takes the normalised zero (0 under per-clip normalisation,
@@ -100,18 +100,24 @@ class MeamtmSpecAugment(nn.Module):
         super().__init__()
         self.freq_mask_param = config.freq_mask_param
         self.time_mask_param = config.time_mask_param
-        # Silence is AST's padding value; per-clip normalisation pads with 0, the clip's mean.
-        global_normalize = config.do_normalize and config.normalization == "global"
-        self.fill_value = -config.spectrogram_mean / (2 * config.spectrogram_std) if global_normalize else 0.0
+        # Silence is AST's padding value; per-clip normalisation pads with 0, the clip's mean. With two channels
+        # (`"global+per_clip"`) each channel takes its own.
+        silence = -config.spectrogram_mean / (2 * config.spectrogram_std) if config.do_normalize else 0.0
+        fill_values = {"global": [silence], "global+per_clip": [silence, 0.0]}.get(config.normalization, [0.0])
+        self.fill_values = fill_values if config.do_normalize else [0.0]
 
     def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return spectrogram
-        batch_size, num_frames, num_bins = spectrogram.shape
+        batch_size, num_frames, num_bins = spectrogram.shape[:3]
         device = spectrogram.device
         time = band_masks(batch_size, num_frames, self.time_mask_param, device)
         frequency = band_masks(batch_size, num_bins, self.freq_mask_param, device)
-        return spectrogram.masked_fill(time[:, :, None] | frequency[:, None, :], self.fill_value)
+        masked = time[:, :, None] | frequency[:, None, :]
+        if spectrogram.dim() == 3:
+            return spectrogram.masked_fill(masked, self.fill_values[0])
+        fill = torch.tensor(self.fill_values, dtype=spectrogram.dtype, device=device)
+        return torch.where(masked[..., None], fill, spectrogram)
 
 
 # Jaitly & Hinton's VTLP warps linearly up to a boundary frequency (4800 Hz of 8000 at 16 kHz) and maps the

@@ -37,7 +37,11 @@ class MeamtmConfig(PreTrainedConfig):
             `"per_clip_envelope"` removes only the smooth envelope of that mean (its first `envelope_coefficients`
             DCT-II coefficients across the bands): the level and a microphone's or a voice's broad colour cancel,
             while a steady sound that is narrow in frequency (a held tone, a hum line) keeps its peak above its
-            neighbours, so classes of steady sounds can still be told apart.
+            neighbours, so classes of steady sounds can still be told apart. `"global+per_clip"` gives the patch
+            embedding both, as two input channels: AST's global normalisation (a recording's colour and a steady
+            sound's spectrum kept) and `"per_clip"`'s (a recording's colour removed, and with it a steady vowel's or
+            tone's own spectrum). Which one tells the classes apart is left to training; the patch embedding has
+            `spectrogram_channels` (2) input channels, so its weights are not those of a one-channel model.
         clip_mean_range_db (`float`, defaults to 0.0): with a per-clip normalisation, take the clip's mean over
             the real frames whose level (the log of the frame's summed mel energy) is within this many dB of the
             clip's loudest frame, so that the length of the silence around a word does not move the mean; 0 takes
@@ -276,6 +280,16 @@ class MeamtmConfig(PreTrainedConfig):
         return self.normalization == "per_clip_envelope"
 
     @property
+    def spectrogram_channels(self) -> int:
+        """Channels of the frontend's output and of the patch embedding's input: 2 for `"global+per_clip"`."""
+        return 2 if self.normalization == "global+per_clip" else 1
+
+    @property
+    def per_clip_means(self) -> bool:
+        """Whether the frontend removes clip means (in the only channel, or in the second)."""
+        return self.do_normalize and self.normalization != "global"
+
+    @property
     def uses_cepstral_smoothing(self) -> bool:
         return 0 < self.cepstral_coefficients < self.num_mel_bins
 
@@ -343,10 +357,11 @@ class MeamtmConfig(PreTrainedConfig):
             raise ValueError(f"mel_scale={self.mel_scale!r} is not one of 'kaldi', 'htk', 'slaney'.")
         if self.stft_backend not in ("auto", "conv", "fft"):
             raise ValueError(f"stft_backend={self.stft_backend!r} is not one of 'auto', 'conv', 'fft'.")
-        if self.normalization not in ("global", "per_clip", "per_clip_envelope"):
+        if self.normalization not in ("global", "per_clip", "per_clip_envelope", "global+per_clip"):
             raise ValueError(
                 f"normalization={self.normalization!r} is not one of 'global' (AST's mean), 'per_clip' (each "
-                "band's mean over the clip) or 'per_clip_envelope' (the smooth envelope of that mean)."
+                "band's mean over the clip), 'per_clip_envelope' (the smooth envelope of that mean) or "
+                "'global+per_clip' (both, as two channels)."
             )
         if self.normalization != "global" and not self.do_normalize:
             raise ValueError(
@@ -355,7 +370,8 @@ class MeamtmConfig(PreTrainedConfig):
             )
         if self.clip_mean_range_db < 0 or (self.clip_mean_range_db > 0 and self.normalization == "global"):
             raise ValueError(
-                f"clip_mean_range_db={self.clip_mean_range_db} needs normalization='per_clip' or 'per_clip_envelope' "
+                f"clip_mean_range_db={self.clip_mean_range_db} needs a per-clip normalization ('per_clip', "
+                "'per_clip_envelope' or 'global+per_clip') "
                 "and a value >= 0 (about 30 dB keeps a word's frames and drops the silence around it; 0: every frame)."
             )
         if self.uses_clip_envelope and not 1 <= self.envelope_coefficients <= self.num_mel_bins:

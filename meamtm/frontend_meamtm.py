@@ -92,19 +92,22 @@ def power_of(squares: torch.Tensor) -> torch.Tensor:
 
 
 class MeamtmFrontend(nn.Module):
-    """Waveforms `(batch, num_samples)` -> normalised log-mel `(batch, num_frames, num_mel_bins)`.
+    """Waveforms `(batch, num_samples)` -> normalised log-mel `(batch, num_frames, num_mel_bins)`, or
+    `(batch, num_frames, num_mel_bins, 2)` with `config.normalization == "global+per_clip"` (the global and the
+    per-clip normalisation of the same log-mel).
 
     `lengths` `(batch,)` gives each clip's true number of samples in a zero-padded batch: frames that reach
     past it become padding frames, exactly as `ASTFeatureExtractor` pads a short clip, so a clip gives the
     same features alone or in a batch. With `config.normalization == "per_clip"` each band's mean over those
     real frames is removed and padding frames are 0; with `"per_clip_envelope"` only the smooth envelope of
-    those means (`clip_envelope_of`) is removed.
+    those means (`clip_envelope_of`) is removed; with `"global+per_clip"` both the global and the `"per_clip"`
+    features are returned, stacked last.
 
     In training with filter-bank augmentation (`config.uses_filter_bank_augment`), each example gets its own
     mel filter bank (`MeamtmFilterBankAugment`, `(batch, freq, num_mel_bins)`) and the mel product is a batched
     dense one; otherwise `filter_bank_augment` is `nn.Identity` and every path is the plain one. In training with
     `config.uses_freq_mixstyle`, the normalised features of the real frames then get another clip's band statistics
-    (`MeamtmFreqMixStyle`, after any per-clip normalisation).
+    (`MeamtmFreqMixStyle`, before any per-clip normalisation).
 
     `num_frames` is `max_length` with `config.padding_mode="max_length"` (AST). With `"longest"` it is the
     frames of the whole patch columns that hold the batch's longest clip (`output_frames`), the longest clip
@@ -243,7 +246,8 @@ class MeamtmFrontend(nn.Module):
         return min(config.num_frames_of(num_samples), output_frames), output_frames
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """`(batch, num_samples)` float waveforms, `(batch,)` lengths -> float32 `(batch, num_frames, num_mel_bins)`."""
+        """`(batch, num_samples)` float waveforms, `(batch,)` lengths -> float32 `(batch, num_frames, num_mel_bins)`
+        (`(..., 2)` with `"global+per_clip"`)."""
         config = self.config
         batch_size = waveforms.shape[0]
         num_frames = min(config.num_frames_of(waveforms.shape[-1]), config.max_length)
@@ -297,16 +301,18 @@ class MeamtmFrontend(nn.Module):
                 # Out of place, on the mel-major tensor: `masked_fill_` on this transposed view, once slices of it
                 # were written from tensors that need a gradient, fails autograd's leaf check.
                 output = output.transpose(1, 2).masked_fill(is_padding[:, None, :], padding_value).transpose(1, 2)
-            per_clip = config.do_normalize and config.normalization != "global"
             mixstyle = self.training and self.freq_mixstyle is not None
-            if per_clip or mixstyle:
+            if config.per_clip_means or mixstyle:
                 real_frames = torch.full((batch_size,), num_frames, device=output.device)
                 if lengths is not None:
                     real_frames = frames_per_clip.clamp(0, num_frames)
-            if per_clip:
-                output = self._remove_clip_means(output, real_frames)
             if mixstyle:
+                # Before the clip means go: mixing then removing them equals removing them then mixing.
                 output = self.freq_mixstyle(output, real_frames)
+            if config.spectrogram_channels == 2:
+                output = torch.stack((output, self._remove_clip_means(output, real_frames)), dim=-1)
+            elif config.per_clip_means:
+                output = self._remove_clip_means(output, real_frames)
         return output
 
     def _remove_clip_means(self, output: torch.Tensor, real_frames: torch.Tensor) -> torch.Tensor:

@@ -43,8 +43,9 @@ def is_tracing() -> bool:
 
 
 class MeamtmPatchEmbeddings(nn.Module):
-    """Log-mel `(batch, num_frames, num_mel_bins)` -> patch tokens `(batch, frequency * time, hidden_size)`
-    on the `(frequency, time)` patch grid of `num_frames` (`num_patches` tokens at `max_length` frames).
+    """Log-mel `(batch, num_frames, num_mel_bins)` (or `(..., channels)`, `config.spectrogram_channels` of them)
+    -> patch tokens `(batch, frequency * time, hidden_size)` on the `(frequency, time)` patch grid of `num_frames`
+    (`num_patches` tokens at `max_length` frames).
 
     Patches overlap when the strides are below `patch_size` (AST: 16x16 patches, stride 10).
     """
@@ -52,15 +53,15 @@ class MeamtmPatchEmbeddings(nn.Module):
     def __init__(self, config: MeamtmConfig):
         super().__init__()
         self.projection = nn.Conv2d(
-            1,
+            config.spectrogram_channels,
             config.hidden_size,
             kernel_size=(config.patch_size, config.patch_size),
             stride=(config.frequency_stride, config.time_stride),
         )
 
     def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
-        # (batch, time, freq) -> (batch, 1, freq, time): frequency is the image's height, as in AST.
-        image = spectrogram.unsqueeze(1).transpose(2, 3)
+        # (batch, time, freq[, channels]) -> (batch, channels, freq, time): frequency is the image's height, as in AST.
+        image = spectrogram.unsqueeze(1).transpose(2, 3) if spectrogram.dim() == 3 else spectrogram.permute(0, 3, 2, 1)
         return self.projection(image).flatten(2).transpose(1, 2)
 
 

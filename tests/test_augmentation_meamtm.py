@@ -124,6 +124,18 @@ def test_spec_augment_masks_one_band_and_one_span_per_example_with_silence():
     assert on_meta.device.type == "meta"
 
 
+def test_spec_augment_fills_each_channel_with_its_own_silence():
+    config = tiny_config(normalization="global+per_clip", freq_mask_param=12, time_mask_param=20)
+    spectrogram = torch.full((6, config.max_length, config.num_mel_bins, 2), 5.0)
+    masked = MeamtmSpecAugment(config).train()(spectrogram)
+    silence = -config.spectrogram_mean / (2 * config.spectrogram_std)
+    changed = masked != 5.0
+    assert torch.equal(changed[..., 0], changed[..., 1])  # one mask for both channels
+    assert changed.any(dim=(1, 2, 3)).all()  # every example masked
+    assert torch.all(masked[..., 0][changed[..., 0]] == torch.tensor(silence, dtype=masked.dtype))
+    assert torch.all(masked[..., 1][changed[..., 1]] == 0)
+
+
 def test_augmentation_modules_disappear_when_off_and_add_no_parameters():
     plain, augmented = classifier(), classifier(**AUGMENTED)
     assert isinstance(plain.meamtm.embeddings.patchout, nn.Identity)

@@ -360,10 +360,61 @@ def test_clip_mean_over_active_frames_has_finite_gradients_and_is_checked():
     waveform = torch.cat([torch.zeros(1, 9_000), torch.randn(1, 9_000)]).requires_grad_()
     frontend(waveform, torch.tensor([9_000, 3_000])).square().sum().backward()
     assert torch.isfinite(waveform.grad).all() and torch.isfinite(frontend.mel_filters.grad).all()
-    with pytest.raises(ValueError, match="clip_mean_range_db=30 needs normalization='per_clip'"):
+    with pytest.raises(ValueError, match="clip_mean_range_db=30 needs a per-clip normalization"):
         tiny_config(clip_mean_range_db=30)
     with pytest.raises(ValueError, match="clip_mean_range_db=-1"):
         tiny_config(normalization="per_clip", clip_mean_range_db=-1)
+
+
+def test_global_and_per_clip_channels_are_the_two_normalisations_alone_or_in_a_batch():
+    waveform = torch.randn(3, 12_000) * 0.2
+    waveform[1, 6_000:] = 0.7  # loud padding that the mask excludes
+    lengths = torch.tensor([12_000, 6_000, 9_000])
+    with torch.no_grad():
+        both = MeamtmFrontend(tiny_config(normalization="global+per_clip"))(waveform, lengths)
+        global_ = MeamtmFrontend(tiny_config())(waveform, lengths)
+        per_clip = MeamtmFrontend(tiny_config(normalization="per_clip"))(waveform, lengths)
+        alone = MeamtmFrontend(tiny_config(normalization="global+per_clip"))(waveform[1:2, :6_000])[0]
+    assert both.shape == (*global_.shape, 2)
+    torch.testing.assert_close(both[..., 0], global_, atol=0, rtol=0)
+    torch.testing.assert_close(both[..., 1], per_clip, atol=0, rtol=0)
+    torch.testing.assert_close(alone, both[1], atol=1e-5, rtol=0)
+
+
+def test_a_steady_tone_keeps_its_spectrum_in_the_global_channel_only():
+    """Per-clip normalisation flattens a held tone to 0; the global channel keeps it, so the classes of steady
+    sounds that `"per_clip"` would merge stay apart."""
+    config = tiny_config(normalization="global+per_clip")
+    time = torch.arange(16_000) / config.sampling_rate
+    tones = torch.stack([0.3 * torch.sin(2 * torch.pi * f * time) for f in (500.0, 2_000.0)])
+    with torch.no_grad():
+        features = MeamtmFrontend(config)(tones)
+    frames = config.num_frames_of(16_000)
+    global_, per_clip = features[:, :frames, :, 0], features[:, :frames, :, 1]
+    # Each tone's spectrum over the clip: apart in the global channel, 0 for both in the per-clip one.
+    assert (global_[0].mean(0) - global_[1].mean(0)).abs().amax() > 1.0
+    torch.testing.assert_close(per_clip.mean(1), torch.zeros(2, config.num_mel_bins), atol=1e-5, rtol=0)
+
+
+def test_two_channels_reach_a_two_channel_patch_embedding_and_train():
+    from meamtm import MeamtmForAudioClassification
+
+    model = MeamtmForAudioClassification(
+        tiny_config(normalization="global+per_clip", padding_mode="longest", num_labels=3, trainable_mel=True,
+                    freq_mask_param=4, time_mask_param=4)
+    )
+    assert model.config.spectrogram_channels == 2
+    assert model.meamtm.embeddings.patch_embeddings.projection.in_channels == 2
+    waveform, lengths = torch.randn(4, 9_000) * 0.2, torch.tensor([9_000, 7_000, 5_000, 9_000])
+    mask = (torch.arange(9_000)[None, :] < lengths[:, None]).long()
+    loss = model.train()(waveform, attention_mask=mask, labels=torch.tensor([0, 1, 2, 0])).loss
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(model.meamtm.frontend.mel_filters.grad).all()
+    model.eval()
+    with torch.no_grad():
+        alone = model(waveform[2:3, :5_000]).logits
+        in_batch = model(waveform, attention_mask=mask).logits[2:3]
+    torch.testing.assert_close(alone, in_batch, atol=1e-5, rtol=1e-5)
 
 
 def test_normalisation_setting_is_checked():
@@ -376,6 +427,8 @@ def test_normalisation_setting_is_checked():
     with pytest.raises(ValueError, match="envelope_coefficients=0 must be in \\[1, num_mel_bins="):
         tiny_config(normalization="per_clip_envelope", envelope_coefficients=0)
     tiny_config(envelope_coefficients=0)  # unused with the global mean
+    with pytest.raises(ValueError, match="do_normalize=False normalises nothing"):
+        tiny_config(normalization="global+per_clip", do_normalize=False)
 
 
 def test_cepstral_smoothing_is_a_symmetric_projection_that_keeps_constants_and_envelopes():

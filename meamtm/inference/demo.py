@@ -179,7 +179,9 @@ class DemoClassifier:
         waveforms = args[0]
         lengths = args[1] if len(args) > 1 else None
         num_samples = int(lengths[0]) if lengths is not None else waveforms.shape[-1]
-        self._first_window = (output[0].detach().float().cpu().numpy(), self.config.num_frames_of(num_samples))
+        # With two channels (`normalization="global+per_clip"`) the first, AST's global normalisation, is shown.
+        first = output[0] if output.dim() == 3 else output[0, ..., 0]
+        self._first_window = (first.detach().float().cpu().numpy(), self.config.num_frames_of(num_samples))
 
     def __call__(self, path: str) -> Classification:
         """Classify an audio file. Raises `ValueError`/`TypeError` for input the model cannot take."""
