@@ -8,7 +8,7 @@ A recipe file holds a `description` and groups of arguments (`model`, `optimiser
     python scripts/train.py --recipe fsdd --learning_rate 1e-3 --output_dir mine   # flags win over the recipe
 
 `defaults_from_data` chooses what a run given only its data needs: the model's rate and window from the
-clips, and the FSDD recipe's optimiser, augmentation, schedule and padding mode.
+clips, both normalisations as two channels, and the FSDD recipe's optimiser, augmentation, schedule and padding mode.
 """
 
 import json
@@ -39,6 +39,10 @@ SCHEDULE_DEFAULTS = ("num_train_epochs", "train_sampling_strategy")
 # per-clip normalisation, which removes whatever is steady over a clip, a held tone or hum as well as a
 # microphone's colour, so that a class of steady sounds could no longer be told apart.
 MODEL_DEFAULTS = ("padding_mode",)
+# The normalisation a fresh model trained on its data takes: AST's global one and the per-clip one as two channels.
+# The per-clip channel drops a recording's colour (new voices, new microphones); the global one keeps what is steady
+# over a clip, which per-clip normalisation alone would erase (a held tone, a hum, a word that is one long vowel).
+DATA_NORMALIZATION = "global+per_clip"
 
 
 @dataclass
@@ -109,7 +113,7 @@ def defaults_from_data(
 
     Returns `(arguments, config_overrides, choices)`: the optimiser, augmentation and number of epochs of
     `recipe` as argument defaults (and its schedule's `SCHEDULE_DEFAULTS`); config overrides that carry the recipe's
-    `MODEL_DEFAULTS`, then set the sampling rate (the clips' most common rate, at most
+    `MODEL_DEFAULTS`, then set the normalisation (`DATA_NORMALIZATION`), the sampling rate (the clips' most common rate, at most
     `MAX_DEFAULT_SAMPLING_RATE`) and the window (`WINDOW_QUANTILE` of the clip durations, on the patch grid),
     with `config_overrides` after them so that its items win; and one line per choice, for the log.
     """
@@ -125,7 +129,13 @@ def defaults_from_data(
     ]
     derived = list(model_items)
     choices += [f"{item} (the {chosen.name} recipe's model)" for item in model_items if item.partition("=")[0].strip() not in given]
-    choices += [f"{key} as --config_overrides gives it" for key in ("sampling_rate", "max_length") if key in given]
+    choices += [f"{key} as --config_overrides gives it" for key in ("normalization", "sampling_rate", "max_length") if key in given]
+    if "normalization" not in given:
+        derived.append(f"normalization={DATA_NORMALIZATION}")
+        choices.append(
+            f"normalization={DATA_NORMALIZATION} (AST's global and the per-clip normalisation as two channels: a "
+            "recording's colour removed in one, steady sounds kept in the other)"
+        )
     if "sampling_rate" not in given:
         rate = min(summary.common_sampling_rate, MAX_DEFAULT_SAMPLING_RATE)
         derived.append(f"sampling_rate={rate}")
@@ -145,6 +155,7 @@ def defaults_from_data(
 
 
 __all__ = [
+    "DATA_NORMALIZATION",
     "DEFAULT_RECIPE",
     "Recipe",
     "available_recipes",

@@ -53,12 +53,17 @@ def test_defaults_from_data_size_the_window_and_take_the_recipe_optimiser():
     assert "num_train_epochs" in arguments
     # 95th percentile 0.9 s at 16 kHz, 10 ms hop: 89 frames, rounded up to 16 + 8 * 10 = 96 on the patch grid
     model_items = recipe_model_items(fsdd)
-    assert overrides == ",".join([*model_items, "sampling_rate=16000", "max_length=96"])
-    assert len(choices) == len(arguments) + len(model_items) + 2
+    assert overrides == ",".join([*model_items, "normalization=global+per_clip", "sampling_rate=16000", "max_length=96"])
+    assert len(choices) == len(arguments) + len(model_items) + 3
     _, overrides, choices = defaults_from_data(summary([0.9] * 10, rate=44100), "tiny", "max_length=50,hidden_size=96")
     # capped rate; the given window kept; the command line's items come last and win
-    assert overrides == ",".join([*model_items, "sampling_rate=16000", "max_length=50", "hidden_size=96"])
+    assert overrides == ",".join(
+        [*model_items, "normalization=global+per_clip", "sampling_rate=16000", "max_length=50", "hidden_size=96"]
+    )
     assert "max_length as --config_overrides gives it" in choices
+    _, overrides, choices = defaults_from_data(summary([0.9] * 10), "tiny", "normalization=global")
+    assert "normalization=global+per_clip" not in overrides and overrides.endswith("normalization=global")
+    assert "normalization as --config_overrides gives it" in choices
 
 
 def test_defaults_from_data_take_the_recipe_padding_mode_but_not_what_suits_its_own_data(tmp_path):
@@ -71,8 +76,11 @@ def test_defaults_from_data_take_the_recipe_padding_mode_but_not_what_suits_its_
     }))
     arguments, overrides, choices = defaults_from_data(summary([0.5] * 10), "tiny", "hidden_size=48", recipe=str(recipe))
     assert arguments == {"learning_rate": 1e-3, "num_train_epochs": 7, "train_sampling_strategy": "group_by_length"}
-    # a steady tone would not survive per-clip normalisation, and a width suits the recipe's own data size
-    assert overrides.split(",") == ["padding_mode=longest", "sampling_rate=16000", "max_length=56", "hidden_size=48"]
+    # per-clip normalisation alone would erase a steady tone (both channels keep it), and a width suits the
+    # recipe's own data size
+    assert overrides.split(",") == [
+        "padding_mode=longest", "normalization=global+per_clip", "sampling_rate=16000", "max_length=56", "hidden_size=48"
+    ]
     assert "padding_mode=longest (the voices recipe's model)" in choices
     _, overrides, choices = defaults_from_data(summary([0.5] * 10), "tiny", "padding_mode=max_length", recipe=str(recipe))
     assert overrides.split(",")[-1] == "padding_mode=max_length"  # the command line's wins

@@ -410,6 +410,7 @@ def test_only_data_arguments_size_the_model_from_the_clips_and_use_the_fsdd_reci
     # Clips of 0.5-1.05 s at 16 kHz: the window holds the 95th percentile, on the tiny preset's patch grid.
     assert config["sampling_rate"] == 16000
     assert (config["max_length"] - 16) % 10 == 0 and 90 <= config["max_length"] <= 116
+    assert config["normalization"] == "global+per_clip"  # both channels: a new voice's colour out, steady sounds kept
     assert "sampling rates: 16000 Hz x 20" in caplog.text and "95th percentile" in caplog.text
     assert "6 labels, clips per label (fewest first):" in caplog.text
     recipe = load_recipe("fsdd")
@@ -417,7 +418,7 @@ def test_only_data_arguments_size_the_model_from_the_clips_and_use_the_fsdd_reci
     assert state["train_batch_size"] == recipe.arguments["per_device_train_batch_size"]
     card = (tmp_path / "out" / "README.md").read_text()
     assert f"learning rate: {recipe.arguments['learning_rate']}" in card and "tilt=0.5" in card
-    for key in ("learning_rate", "tilt", "sampling_rate", "max_length"):
+    for key in ("learning_rate", "tilt", "normalization", "sampling_rate", "max_length"):
         assert f"  {key}=" in caplog.text  # every choice is logged
     # The recipe's schedule too (here --max_steps, given, wins over it in the Trainer).
     assert f"  num_train_epochs={recipe.arguments['num_train_epochs']} (the fsdd recipe's)" in caplog.text
