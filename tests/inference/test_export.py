@@ -105,7 +105,7 @@ def test_the_export_script_writes_checks_and_saves_both_graphs(checkpoint, fsdd_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("normalization", ["global", "per_clip_envelope"])
+@pytest.mark.parametrize("normalization", ["global", "per_clip_envelope", "global+per_clip"])
 def test_the_export_script_checks_a_longest_mode_model_at_two_widths(normalization, tmp_path, capsys):
     torch.manual_seed(0)
     path = tmp_path / "longest"
