@@ -197,8 +197,16 @@ def test_two_process_data_parallel_matches_one_process(straight_run, fsdd_small,
     # of one seeded sampler; augmentation is seeded per clip), and DDP averages their gradients: the weights agree
     # up to the order of floating-point sums. Tolerance 1e-4 after 12 Adam steps at lr 1e-3.
     # (`accelerate launch --cpu` starts one process whatever --num_processes says; torchrun + gloo starts two.)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-               str(REPO / "scripts" / "train.py"),
+    # Each process runs train.py, then checks that it left the process group: one torn down at interpreter exit
+    # aborts about half the processes (SIGABRT after the work is done), which this run alone would catch by chance.
+    runner = tmp_path / "run_train.py"
+    runner.write_text(
+        "import runpy, sys\nimport torch.distributed as dist\n"
+        f"sys.argv[0] = {str(REPO / 'scripts' / 'train.py')!r}\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "assert not dist.is_initialized(), 'train.py left its process group to the interpreter exit'\n"
+    )
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", str(runner),
                *run_args({"train": fsdd_small["train"]}, tmp_path, *RESUME_RUN, "--per_device_train_batch_size", "2")]
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=400)
