@@ -5,7 +5,7 @@
     python scripts/compare_patchout.py --runs augmented --augmentation "patchout_time=0.3,time_mask_param=10"
 
 Both runs are `scripts/train.py --recipe fsdd` (`meamtm/training/recipes/fsdd.json`: a fresh `small` MEAMTM at
-8 kHz over a 1 s window) with the same seed, hence the same initial weights, data order, waveform augmentation,
+8 kHz over a 0.78 s window) with the same seed, hence the same initial weights, data order, waveform augmentation,
 optimiser and schedule; the second adds `--augmentation` to the model's config overrides: patchout drops
 patch tokens in training (a cheaper step) and SpecAugment masks the log-mel. Each run's test accuracy and
 training time are written to `OUTPUT_DIR/compare_patchout.{json,md}`; each run's own output (model, plots,
