@@ -35,11 +35,12 @@ WINDOW_QUANTILE = 0.95
 # What a data-only run takes from the recipe's schedule: how long to train and in which order clips come.
 SCHEDULE_DEFAULTS = ("num_train_epochs", "train_sampling_strategy")
 # What it takes from the recipe's model: settings that change what a step costs, not what the model can learn.
-# The rest suits the recipe's data only: its rate and window, its model size, and
-# per-clip normalisation, which removes whatever is steady over a clip, a held tone or hum as well as a
+# The rest suits the recipe's data only (its rate, window and model size), or is set apart below: a recipe may
+# normalise per clip alone, which removes whatever is steady over a clip, a held tone or hum as well as a
 # microphone's colour, so that a class of steady sounds could no longer be told apart.
 MODEL_DEFAULTS = ("padding_mode",)
-# The normalisation a fresh model trained on its data takes: AST's global one and the per-clip one as two channels.
+# The normalisation a fresh model trained on its data takes, whatever the recipe's (the `fsdd` recipe's too): AST's
+# global one and the per-clip one as two channels.
 # The per-clip channel drops a recording's colour (new voices, new microphones); the global one keeps what is steady
 # over a clip, which per-clip normalisation alone would erase (a held tone, a hum, a word that is one long vowel).
 DATA_NORMALIZATION = "global+per_clip"
