@@ -102,9 +102,8 @@ class MeamtmSpecAugment(nn.Module):
         self.time_mask_param = config.time_mask_param
         # Silence is AST's padding value; per-clip normalisation pads with 0, the clip's mean; two channels
         # (`"global+per_clip"`) take one each.
-        silence = -config.spectrogram_mean / (2 * config.spectrogram_std)
-        by_normalization = {"global": [silence], "global+per_clip": [silence, 0.0]}
-        self.fill_values = by_normalization.get(config.normalization, [0.0]) if config.do_normalize else [0.0]
+        silence = config.silence_value
+        self.fill_values = {"global": [silence], "global+per_clip": [silence, 0.0]}.get(config.normalization, [0.0])
 
     def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
         if not self.training:

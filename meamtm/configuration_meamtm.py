@@ -285,6 +285,11 @@ class MeamtmConfig(PreTrainedConfig):
         return 2 if self.normalization == "global+per_clip" else 1
 
     @property
+    def silence_value(self) -> float:
+        """A log-mel of 0 after AST's global normalisation: what AST pads and masks with, in the global channel."""
+        return -self.spectrogram_mean / (2 * self.spectrogram_std) if self.do_normalize else 0.0
+
+    @property
     def per_clip_means(self) -> bool:
         """Whether the frontend removes clip means (in the only channel, or in the second)."""
         return self.do_normalize and self.normalization != "global"

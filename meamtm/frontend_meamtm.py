@@ -260,7 +260,7 @@ class MeamtmFrontend(nn.Module):
                 waveforms = waveforms[:, : int(lengths.max())]
             num_frames, output_frames = self.longest_frames(waveforms.shape[-1])
         # AST pads missing frames with zeros, then normalises.
-        padding_value = self._normalize(0.0)
+        padding_value = config.silence_value
         per_example_filters = self.training and isinstance(self.filter_bank_augment, MeamtmFilterBankAugment)
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
             # Stored mel-major, (batch, num_mel_bins, num_frames), and returned as its transpose: the patch
