@@ -26,7 +26,6 @@ import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import torch
 import transformers
 from transformers import HfArgumentParser, pipeline
 from transformers.trainer_utils import set_seed
@@ -408,17 +407,11 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.push_to_hub(commit_message="End of training")
     if not args.data.has_source and trainer.is_world_process_zero():
         classify_held_out_clip(args.training.output_dir, splits["eval"], args.data.audio_column, args.data.label_column)
-    leave_process_group()
+    # Every process leaves the process group together: one torn down at interpreter exit aborts about half the
+    # processes whose work is done (SIGABRT), and the launcher then reports the whole run as failed.
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
     return metrics
-
-
-def leave_process_group() -> None:
-    """Every process of a multi-process run leaves together: a gloo process group torn down at interpreter exit
-    aborts about half the processes whose work is done (SIGABRT, "terminate called without an active exception"),
-    and torchrun then reports the whole run as failed."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
