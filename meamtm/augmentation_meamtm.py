@@ -11,6 +11,7 @@ torchaudio's `FrequencyMasking` / `TimeMasking` would do the masking, but torcha
 torch 2.13; the few lines below draw exactly as they do with `iid_masks=True`.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -362,4 +363,33 @@ def problem_type_of(config, labels: torch.Tensor) -> str:
     return "multi_label_classification"
 
 
-__all__ = ["MeamtmFilterBankAugment", "MeamtmFreqMixStyle", "MeamtmMixing", "MeamtmMixup", "MeamtmPatchout", "MeamtmSpecAugment"]
+def average_warped_predictions(logits: torch.Tensor, config: MeamtmConfig) -> torch.Tensor:
+    """Test-time warping: `(warps, batch, num_labels)` logits, one row per filter-bank warp -> `(batch, num_labels)`
+    logits whose prediction is the warps' mean one.
+
+    Single-label: the log of the mean class probabilities (their softmax is that mean, and cross-entropy on them
+    is that mean's). Multi-label: the logit of each label's mean probability, from log-sigmoids so that confident
+    labels stay finite. Regression (`num_labels == 1` without a problem type, as transformers' loss reads it):
+    the mean value.
+    """
+    count = logits.shape[0]
+    problem = config.problem_type
+    if problem == "regression" or (problem is None and config.num_labels == 1):
+        return logits.mean(0)
+    wide = logits.float()
+    if problem == "multi_label_classification":
+        present = torch.logsumexp(nn.functional.logsigmoid(wide), dim=0)
+        absent = torch.logsumexp(nn.functional.logsigmoid(-wide), dim=0)
+        return (present - absent).to(logits.dtype)
+    return (torch.logsumexp(wide.log_softmax(-1), dim=0) - math.log(count)).to(logits.dtype)
+
+
+__all__ = [
+    "MeamtmFilterBankAugment",
+    "MeamtmFreqMixStyle",
+    "MeamtmMixing",
+    "MeamtmMixup",
+    "MeamtmPatchout",
+    "MeamtmSpecAugment",
+    "average_warped_predictions",
+]

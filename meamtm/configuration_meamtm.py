@@ -130,6 +130,17 @@ class MeamtmConfig(PreTrainedConfig):
             recording's colour and level become noise the model learns to read past, as per-clip normalisation
             removes them, but the features at evaluation keep them. 0 disables it.
 
+    Test-time augmentation (evaluation only; `MeamtmForAudioClassification`):
+        test_time_max_warp (`float`, defaults to 0.0): an evaluating classifier runs each clip through
+            `test_time_warps` filter banks warped as VTLP warps them, by factors evenly spaced over
+            `[1 - test_time_max_warp, 1 + test_time_max_warp]`, and averages the predictions (class probabilities;
+            per-label probabilities for multi-label; values for regression). A voice whose vocal tract is longer or
+            shorter than the training voices' is then also heard at the warp that suits it. It costs
+            `test_time_warps` forward passes; training is unchanged, and so is `MeamtmModel` on its own. 0 disables it.
+        test_time_warps (`int`, defaults to 3): how many warps, an odd number of at least 3 so that the plain
+            filter bank is the middle one; hidden states and attentions are returned for that one. With
+            `test_time_max_warp=0.1`: 0.9, 1.0 and 1.1, Jaitly & Hinton's VTLP range.
+
     Derived values (`num_samples`, `num_frames_of`, `patch_grid`, `num_patch_columns_of`, `num_frames_of_columns`,
     `patchout_dropped`, `patchout_dropped_for`, `num_training_patches`) are properties or methods, never stored.
     """
@@ -198,6 +209,10 @@ class MeamtmConfig(PreTrainedConfig):
     mel_band_stop_db: float | int = 20.0
     freq_mixstyle_probability: float | int = 0.0
     freq_mixstyle_alpha: float | int = 0.3
+
+    # Test-time augmentation
+    test_time_max_warp: float | int = 0.0
+    test_time_warps: int = 3
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -301,6 +316,14 @@ class MeamtmConfig(PreTrainedConfig):
     @property
     def uses_filter_bank_augment(self) -> bool:
         return self.vtlp_max_warp > 0 or self.mel_tilt_db > 0 or self.mel_band_stop_width > 0
+
+    @property
+    def test_time_warp_factors(self) -> list[float]:
+        """The warp factors an evaluating classifier averages over (`test_time_max_warp`); `[]` when it is off."""
+        if self.test_time_max_warp <= 0:
+            return []
+        count, warp = self.test_time_warps, float(self.test_time_max_warp)
+        return [1 + warp * (2 * index - (count - 1)) / (count - 1) for index in range(count)]  # the middle one is 1
 
     @property
     def uses_freq_mixstyle(self) -> bool:
@@ -469,6 +492,16 @@ class MeamtmConfig(PreTrainedConfig):
             raise ValueError(
                 f"freq_mixstyle_alpha={self.freq_mixstyle_alpha} must be positive: it is the Beta distribution's "
                 "concentration (CP-JKU use 0.3)."
+            )
+        if not 0 <= self.test_time_max_warp < 1:
+            raise ValueError(
+                f"test_time_max_warp={self.test_time_max_warp} must be in [0, 1): the warp factors span "
+                "[1 - w, 1 + w] and must stay positive (0 turns test-time warping off)."
+            )
+        if self.test_time_warps < 3 or self.test_time_warps % 2 == 0:
+            raise ValueError(
+                f"test_time_warps={self.test_time_warps} must be an odd number of at least 3, so that the plain filter "
+                "bank is the middle warp (3 gives 0.9, 1.0 and 1.1 with test_time_max_warp=0.1)."
             )
         for name, size_name in (("freq_mask_param", "num_mel_bins"), ("time_mask_param", "max_length")):
             value, size = getattr(self, name), getattr(self, size_name)

@@ -21,7 +21,7 @@ from nnAudio.features import STFT
 from torch import nn
 from transformers.audio_utils import mel_filter_bank, window_function
 
-from .augmentation_meamtm import MeamtmFilterBankAugment, MeamtmFreqMixStyle
+from .augmentation_meamtm import MeamtmFilterBankAugment, MeamtmFreqMixStyle, warp_filter_bank
 from .configuration_meamtm import MeamtmConfig
 
 
@@ -245,9 +245,12 @@ class MeamtmFrontend(nn.Module):
         output_frames = config.num_frames_of_columns(config.num_patch_columns_of(config.num_frames_of(num_samples)))
         return min(config.num_frames_of(num_samples), output_frames), output_frames
 
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None, warp: float | None = None
+    ) -> torch.Tensor:
         """`(batch, num_samples)` float waveforms, `(batch,)` lengths -> float32 `(batch, num_frames, num_mel_bins)`
-        (`(..., 2)` with `"global+per_clip"`)."""
+        (`(..., 2)` with `"global+per_clip"`). `warp`: every clip through the filter bank VTLP warps by this factor
+        (`warp_filter_bank`; test-time warping), instead of the model's own."""
         config = self.config
         batch_size = waveforms.shape[0]
         num_frames = min(config.num_frames_of(waveforms.shape[-1]), config.max_length)
@@ -262,6 +265,7 @@ class MeamtmFrontend(nn.Module):
         # AST pads missing frames with zeros, then normalises.
         padding_value = config.silence_value
         per_example_filters = self.training and isinstance(self.filter_bank_augment, MeamtmFilterBankAugment)
+        warped = warp is not None and warp != 1
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
             # Stored mel-major, (batch, num_mel_bins, num_frames), and returned as its transpose: the patch
             # embedding reads it as a (frequency, time) image, and the sparse mel product writes it that way.
@@ -272,6 +276,8 @@ class MeamtmFrontend(nn.Module):
                 # Samples past the last frame that fits in `max_length` never reach the output.
                 waveforms = waveforms[:, : (num_frames - 1) * config.hop_length + config.win_length]
                 filters = self.mel_filters
+                if warped:
+                    filters = warp_filter_bank(filters.float(), filters.new_tensor([warp], dtype=torch.float32))[0]
                 if per_example_filters:
                     filters = self.filter_bank_augment(filters.float().expand(batch_size, -1, -1))
                 if self.backend_for(waveforms) == "conv":
@@ -282,7 +288,7 @@ class MeamtmFrontend(nn.Module):
                 else:
                     # Filters that learn or differ per example take the dense product (every entry gets a gradient).
                     learning = self.mel_filters.requires_grad and torch.is_grad_enabled()
-                    sparse_filters = None if learning or per_example_filters else self._sparse_mel_filters()
+                    sparse_filters = None if learning or per_example_filters else self._sparse_mel_filters(filters)
                     for clips, frames in self._fft_pieces(batch_size, num_frames):
                         samples = slice(frames.start * config.hop_length, (frames.stop - 1) * config.hop_length + config.win_length)
                         squares = self._squares_fft(waveforms[clips, samples])
@@ -360,12 +366,12 @@ class MeamtmFrontend(nn.Module):
         mel = torch.matmul(power.float(), filters.float())
         return self._normalize(mel.clamp_min_(self.config.mel_floor).log_())
 
-    def _sparse_mel_filters(self) -> torch.Tensor:
-        """The mel filters' non-zero entries, `(num_mel_bins, freq)` CSR: 504 of AST's 32,896 (made per forward,
-        in some 50 us, so they always follow `mel_filters`)."""
+    def _sparse_mel_filters(self, filters: torch.Tensor) -> torch.Tensor:
+        """`(freq, num_mel_bins)` filters' non-zero entries, `(num_mel_bins, freq)` CSR: 504 of AST's 32,896 (made
+        per forward, in some 50 us, so they always follow `mel_filters`)."""
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-            return self.mel_filters.detach().float().t().to_sparse_csr()
+            return filters.detach().float().t().to_sparse_csr()
 
     def _log_mel_sparse(self, squares: torch.Tensor, sparse_filters: torch.Tensor) -> torch.Tensor:
         """`_log_mel(power_of(squares))` with fixed filters stored sparse, `(num_mel_bins, freq)` CSR: each bin

@@ -25,7 +25,14 @@ from transformers.utils import logging
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
-from .augmentation_meamtm import NUM_SPECIAL_TOKENS, MeamtmMixing, MeamtmMixup, MeamtmPatchout, MeamtmSpecAugment
+from .augmentation_meamtm import (
+    NUM_SPECIAL_TOKENS,
+    MeamtmMixing,
+    MeamtmMixup,
+    MeamtmPatchout,
+    MeamtmSpecAugment,
+    average_warped_predictions,
+)
 from .configuration_meamtm import MeamtmConfig
 from .frontend_meamtm import MeamtmFrontend
 
@@ -671,6 +678,7 @@ class MeamtmModel(MeamtmPreTrainedModel):
         input_values: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         mixing: MeamtmMixing | None = None,
+        filter_bank_warp: float | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPooling:
         r"""
@@ -683,11 +691,13 @@ class MeamtmModel(MeamtmPreTrainedModel):
             of attention and mean pooling (`real_patches`).
         mixing (`MeamtmMixing`, *optional*): a mixup draw to apply, at the waveform or spectrogram level;
             `MeamtmForAudioClassification` passes it in training (mixup needs the labels).
+        filter_bank_warp (`float`, *optional*): run the frontend with its filter bank VTLP-warped by this factor;
+            `MeamtmForAudioClassification` passes each of `config.test_time_warp_factors` in evaluation.
         """
         lengths = _check_waveforms(input_values, attention_mask, self.config)
         if mixing is not None:
             input_values, lengths = mixing.mix_waveforms(input_values, lengths)
-        spectrogram = self.spec_augment(self.frontend(input_values, lengths))
+        spectrogram = self.spec_augment(self.frontend(input_values, lengths, filter_bank_warp))
         if mixing is not None:
             spectrogram = mixing.mix_spectrograms(spectrogram)
             lengths = mixing.spectrogram_lengths(lengths)
@@ -752,6 +762,8 @@ class MeamtmForAudioClassification(MeamtmPreTrainedModel):
         labels (`torch.Tensor`, *optional*): `(batch_size,)` class indices for single-label classification and
             regression, `(batch_size, num_labels)` targets for multi-label; `config.problem_type` picks the loss.
             In training with mixup, the batch and its labels are mixed here and the loss uses the mixed targets.
+            In evaluation with `config.test_time_max_warp`, the logits are the average prediction over the warped
+            filter banks (`average_warped_predictions`), and hidden states and attentions those of the plain one.
         """
         mixing = None
         if self.mixup is not None and self.training:
@@ -763,10 +775,18 @@ class MeamtmForAudioClassification(MeamtmPreTrainedModel):
             else:
                 _check_waveforms(input_values, attention_mask, self.config)  # before the draw reads its shape and device
                 mixing = self.mixup.draw(input_values.shape[0], input_values.device)
-        outputs: BaseModelOutputWithPooling = self.meamtm(
-            input_values, attention_mask=attention_mask, mixing=mixing, **kwargs
-        )
-        logits = self.classifier(outputs.pooler_output)
+        factors = [] if self.training else self.config.test_time_warp_factors
+        if factors:
+            predictions = []
+            for factor in factors:
+                warped = self.meamtm(input_values, attention_mask=attention_mask, filter_bank_warp=factor, **kwargs)
+                predictions.append(self.classifier(warped.pooler_output))
+                if factor == 1:
+                    outputs = warped
+            logits = average_warped_predictions(torch.stack(predictions), self.config)
+        else:
+            outputs = self.meamtm(input_values, attention_mask=attention_mask, mixing=mixing, **kwargs)
+            logits = self.classifier(outputs.pooler_output)
         loss = None
         if mixing is not None:
             loss = self.mixup.loss(logits, labels, mixing, self.config, **kwargs)

@@ -1,5 +1,5 @@
 """Patchout, SpecAugment, mixup, filter-bank augmentation and Freq-MixStyle: active only in training, per example,
-on the input's device."""
+on the input's device. Test-time warping: in evaluation only, the mean prediction over warped filter banks."""
 
 import pytest
 import torch
@@ -14,6 +14,7 @@ from meamtm.augmentation_meamtm import (
     MeamtmMixup,
     MeamtmPatchout,
     MeamtmSpecAugment,
+    average_warped_predictions,
     vtlp_positions,
     warp_filter_bank,
 )
@@ -295,6 +296,10 @@ def test_gradient_checkpointing_with_patchout_gives_the_same_gradients():
         (dict(mel_band_stop_width=4, mel_band_stop_db=0), "attenuates nothing"),
         (dict(freq_mixstyle_probability=1.5), "freq_mixstyle_probability=1.5 must be in [0, 1]"),
         (dict(freq_mixstyle_probability=0.4, freq_mixstyle_alpha=0), "freq_mixstyle_alpha=0 must be positive"),
+        (dict(test_time_max_warp=1.2), "test_time_max_warp=1.2 must be in [0, 1)"),
+        (dict(test_time_max_warp=-0.1), "test_time_max_warp=-0.1 must be in [0, 1)"),
+        (dict(test_time_warps=4), "test_time_warps=4 must be an odd number of at least 3"),
+        (dict(test_time_warps=1), "test_time_warps=1 must be an odd number of at least 3"),
     ],
 )
 def test_invalid_augmentation_settings_raise_value_error(overrides, message):
@@ -530,3 +535,71 @@ def test_freq_mixstyle_disappears_when_off_keeps_evaluation_bit_identical_and_gr
     assert mixed.meamtm.frontend.mel_filters.grad.abs().sum() > 0
     with torch.no_grad():
         torch.testing.assert_close(mixed.eval()(inputs).logits, plain(inputs).logits, atol=0, rtol=0)
+
+
+TEST_TIME_WARPED = dict(test_time_max_warp=0.15, test_time_warps=7)
+
+
+def test_test_time_warp_factors_are_evenly_spaced_around_exactly_one():
+    assert tiny_config().test_time_warp_factors == []
+    factors = tiny_config(**TEST_TIME_WARPED).test_time_warp_factors
+    assert len(factors) == 7 and factors[3] == 1.0
+    torch.testing.assert_close(torch.tensor(factors, dtype=torch.float64), torch.linspace(0.85, 1.15, 7, dtype=torch.float64))
+    assert tiny_config(test_time_max_warp=0.1, test_time_warps=3).test_time_warp_factors == [0.9, 1.0, 1.1]
+
+
+def test_a_warp_of_one_is_the_plain_frontend_and_a_warp_uses_the_warped_bank_on_both_back_ends():
+    inputs, lengths = waveforms(3), torch.tensor([9000, 6000, 4000])
+    for backend in ("fft", "conv"):
+        frontend = MeamtmFrontend(tiny_config(stft_backend=backend, padding_mode="longest"))
+        plain = frontend(inputs, lengths)
+        torch.testing.assert_close(frontend(inputs, lengths, 1.0), plain, atol=0, rtol=0)
+        warped = frontend(inputs, lengths, 0.9)
+        assert not torch.allclose(warped, plain)
+        # The same as a frontend whose own bank is the warped one (the dense product: trainable filters).
+        reference = MeamtmFrontend(tiny_config(stft_backend=backend, padding_mode="longest", trainable_mel=True))
+        with torch.no_grad():
+            reference.mel_filters.copy_(warp_filter_bank(frontend.mel_filters, torch.tensor([0.9]))[0])
+            torch.testing.assert_close(warped, reference(inputs, lengths), atol=1e-5, rtol=1e-5)
+
+
+def test_test_time_warping_averages_the_warped_predictions_in_evaluation_only():
+    plain = classifier().eval()
+    warped = classifier(**TEST_TIME_WARPED)
+    warped.load_state_dict(plain.state_dict())
+    inputs, mask = waveforms(), torch.ones(4, 9000, dtype=torch.long)
+    mask[1, 5000:] = 0
+    with torch.no_grad():
+        expected = torch.stack([
+            plain.classifier(plain.meamtm(inputs, attention_mask=mask, filter_bank_warp=factor).pooler_output).softmax(-1)
+            for factor in warped.config.test_time_warp_factors
+        ]).mean(0)
+        out = warped.eval()(inputs, attention_mask=mask, output_hidden_states=True)
+        torch.testing.assert_close(out.logits.softmax(-1), expected, atol=1e-6, rtol=1e-5)
+        reference = plain(inputs, attention_mask=mask, output_hidden_states=True)
+        assert not torch.allclose(out.logits.softmax(-1), reference.logits.softmax(-1), atol=1e-6)
+        # Hidden states are the plain bank's; the loss is the cross-entropy of the mean prediction.
+        torch.testing.assert_close(out.hidden_states[-1], reference.hidden_states[-1], atol=0, rtol=0)
+        labels = torch.tensor([0, 1, 2, 1])
+        loss = warped(inputs, attention_mask=mask, labels=labels).loss
+        torch.testing.assert_close(loss, nn.functional.nll_loss(expected.log(), labels), atol=1e-5, rtol=1e-5)
+        # A clip gives the same prediction alone as in the padded batch.
+        alone = warped(inputs[1:2, :5000]).logits
+        torch.testing.assert_close(alone, out.logits[1:2], atol=1e-5, rtol=1e-5)
+    # Training ignores it: the same draws give the same loss as the plain model's.
+    labels = torch.tensor([0, 1, 2, 1])
+    torch.manual_seed(3)
+    trained = warped.train()(inputs, labels=labels).loss
+    torch.manual_seed(3)
+    torch.testing.assert_close(trained, plain.train()(inputs, labels=labels).loss, atol=0, rtol=0)
+
+
+def test_averaged_multi_label_and_regression_predictions():
+    logits = torch.tensor([[[40.0, -40.0, 0.0]], [[-40.0, -60.0, 2.0]]])  # 2 warps, 1 clip, 3 labels
+    multi = average_warped_predictions(logits, tiny_config(num_labels=3, problem_type="multi_label_classification"))
+    assert torch.isfinite(multi).all()
+    torch.testing.assert_close(multi.sigmoid(), logits.sigmoid().mean(0))
+    single = average_warped_predictions(logits, tiny_config(num_labels=3))
+    torch.testing.assert_close(single.softmax(-1), logits.softmax(-1).mean(0))
+    values = torch.tensor([[[1.5]], [[2.5]]])
+    torch.testing.assert_close(average_warped_predictions(values, tiny_config(num_labels=1)), torch.tensor([[2.0]]))

@@ -105,11 +105,19 @@ def test_the_export_script_writes_checks_and_saves_both_graphs(checkpoint, fsdd_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("normalization", ["global", "per_clip_envelope", "global+per_clip"])
-def test_the_export_script_checks_a_longest_mode_model_at_two_widths(normalization, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(normalization="global"),
+        dict(normalization="per_clip_envelope"),
+        dict(normalization="global+per_clip", test_time_max_warp=0.1),  # the fsdd recipe's model: 3 warped passes
+    ],
+    ids=["global", "per_clip_envelope", "global+per_clip+test_time_warps"],
+)
+def test_the_export_script_checks_a_longest_mode_model_at_two_widths(overrides, tmp_path, capsys):
     torch.manual_seed(0)
     path = tmp_path / "longest"
-    config = tiny_config(num_labels=10, padding_mode="longest", normalization=normalization)
+    config = tiny_config(num_labels=10, padding_mode="longest", **overrides)
     MeamtmForAudioClassification(config).save_pretrained(path)
     spec = importlib.util.spec_from_file_location("export_onnx", REPO / "scripts" / "export_onnx.py")
     script = importlib.util.module_from_spec(spec)
