@@ -140,6 +140,13 @@ class ModelArguments:
     average_last_checkpoints: int = field(
         default=0, metadata={"help": "Average the weights of the last N checkpoints at the end (AST/PSLA); 0 = off."}
     )
+    test_time_max_warp: float | None = field(
+        default=None,
+        metadata={
+            "help": "The saved model averages its predictions over filter banks warped by 1-N..1+N "
+            "(config test_time_max_warp; 0 = off); evaluation during training runs on the plain bank."
+        },
+    )
 
 
 @dataclass
@@ -292,6 +299,19 @@ def prepare_data(splits: dict, labels, extractor, args: Arguments, padding_mode:
     return datasets, transforms["train"], fault_log
 
 
+def test_time_warped(config, max_warp: float):
+    """A copy of `config` with `--test_time_max_warp` set, checked as the config checks it (`ValueError` naming it)."""
+    return type(config)(**{**config.to_dict(), "test_time_max_warp": max_warp})
+
+
+def set_test_time_warping(model, max_warp: float) -> None:
+    """`--test_time_max_warp`: the trained model's config takes it, so that the final evaluation and every later
+    use of the saved model average over the warped filter banks."""
+    model.config.test_time_max_warp = test_time_warped(model.config, max_warp).test_time_max_warp
+    factors = ", ".join(f"{factor:g}" for factor in model.config.test_time_warp_factors) or "off"
+    logger.info(f"Test-time warping of the saved model and the final evaluation: {factors}.")
+
+
 def evaluate(trainer, datasets: dict, train_metrics: dict, fault_log: str) -> tuple[dict, object]:
     """Training metrics plus the evaluation split's (with its predictions), and the count of skipped files."""
     metrics, prediction = dict(train_metrics), None
@@ -321,6 +341,7 @@ def recipe_card(args: Arguments, trainer) -> dict:
         "balanced sampling": args.data.balanced_sampling,
         "padding mode": trainer.model.config.padding_mode,
         "weights averaged over last checkpoints": model.average_last_checkpoints or "no",
+        "test-time warps": ", ".join(f"{f:g}" for f in trainer.model.config.test_time_warp_factors) or "no",
     }
 
 
@@ -381,6 +402,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.model.model_name_or_path, labels, args.model.config_name, args.model.config_overrides,
         args.model.ignore_mismatched_sizes, args.model.trust_remote_code,
     )
+    if args.model.test_time_max_warp is not None:
+        test_time_warped(model.config, args.model.test_time_max_warp)  # a bad value fails now, not after training
     datasets, train_transform, fault_log = prepare_data(splits, labels, extractor, args, model.config.padding_mode)
     weights = None
     if args.data.balanced_sampling and not args.data.train_shards:  # shards draw balanced clips in the stream
@@ -395,6 +418,8 @@ def main(argv: list[str] | None = None) -> dict:
     train_metrics = train_or_finish(trainer, resume_point(args.training))
     if args.model.average_last_checkpoints > 1:
         average_last_checkpoints(trainer, args.model.average_last_checkpoints)
+    if args.model.test_time_max_warp is not None:
+        set_test_time_warping(trainer.model, args.model.test_time_max_warp)
     trainer.save_model()
     trainer.save_metrics("train", train_metrics)
     metrics, prediction = evaluate(trainer, datasets, train_metrics, fault_log)
