@@ -368,7 +368,7 @@ class MeamtmFrontend(nn.Module):
 
     def _sparse_mel_filters(self, filters: torch.Tensor) -> torch.Tensor:
         """`(freq, num_mel_bins)` filters' non-zero entries, `(num_mel_bins, freq)` CSR: 504 of AST's 32,896 (made
-        per forward, in some 50 us, so they always follow `mel_filters`)."""
+        per forward, in some 50 us, so they always follow `mel_filters`, or the warped bank of a test-time warp)."""
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
             return filters.detach().float().t().to_sparse_csr()

@@ -65,9 +65,16 @@ def test_features_on_cuda_equal_those_on_the_cpu(overrides, backend):
     torch.testing.assert_close(actual.cpu(), expected, atol=tolerance, rtol=0)
 
 
-@pytest.mark.parametrize("padding_mode", ["max_length", "longest"])
-def test_logits_on_cuda_equal_those_on_the_cpu_and_a_clip_alone_equals_it_in_a_batch(padding_mode):
-    model = MeamtmForAudioClassification(tiny_config(num_labels=5, padding_mode=padding_mode)).eval()
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(padding_mode="max_length"),
+        dict(padding_mode="longest"),
+        dict(padding_mode="longest", normalization="global+per_clip", test_time_max_warp=0.1),  # the fsdd recipe's
+    ],
+)
+def test_logits_on_cuda_equal_those_on_the_cpu_and_a_clip_alone_equals_it_in_a_batch(overrides):
+    model = MeamtmForAudioClassification(tiny_config(num_labels=5, **overrides)).eval()
     waveforms, mask = mixed_batch([9000, 4000, 300, 10400])
     with torch.no_grad():
         expected = model(waveforms, attention_mask=mask).logits
