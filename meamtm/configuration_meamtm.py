@@ -135,8 +135,10 @@ class MeamtmConfig(PreTrainedConfig):
             `test_time_warps` filter banks warped as VTLP warps them, by factors evenly spaced over
             `[1 - test_time_max_warp, 1 + test_time_max_warp]`, and averages the predictions (class probabilities;
             per-label probabilities for multi-label; values for regression). A voice whose vocal tract is longer or
-            shorter than the training voices' is then also heard at the warp that suits it. It costs
-            `test_time_warps` forward passes; training is unchanged, and so is `MeamtmModel` on its own. 0 disables it.
+            shorter than the training voices' is then also heard at the warp that suits it. For classes that such a
+            warp leaves alone (words), not for classes told apart by pitch (a warp of 10 % moves a note by more than
+            a semitone). It costs `test_time_warps` forward passes; training is unchanged, and so is `MeamtmModel` on
+            its own. 0 disables it.
         test_time_warps (`int`, defaults to 3): how many warps, an odd number of at least 3 so that the plain
             filter bank is the middle one; hidden states and attentions are returned for that one. With
             `test_time_max_warp=0.1`: 0.9, 1.0 and 1.1, Jaitly & Hinton's VTLP range.

@@ -460,6 +460,7 @@ def test_only_data_arguments_size_the_model_from_the_clips_and_use_the_fsdd_reci
     assert config["sampling_rate"] == 16000
     assert (config["max_length"] - 16) % 10 == 0 and 90 <= config["max_length"] <= 116
     assert config["normalization"] == "global+per_clip"  # both channels: a new voice's colour out, steady sounds kept
+    assert config["test_time_max_warp"] == 0  # the recipe's test-time warps would break classes told apart by pitch
     assert "sampling rates: 16000 Hz x 20" in caplog.text and "95th percentile" in caplog.text
     assert "6 labels, clips per label (fewest first):" in caplog.text
     recipe = load_recipe("fsdd")
