@@ -21,7 +21,13 @@ from transformers import AutoConfig, HfArgumentParser
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from meamtm.training.collate import AudioCollator, AudioTransform, prepare_dataset  # noqa: E402
 from meamtm.training.data import LabelSpace, check_columns, check_labels, class_names_of, load_splits  # noqa: E402
-from meamtm.training.trainer import MeamtmTrainer, MeamtmTrainingArguments, load_model, make_compute_metrics  # noqa: E402
+from meamtm.training.trainer import (  # noqa: E402
+    MeamtmTrainer,
+    MeamtmTrainingArguments,
+    checked_test_time_warp,
+    load_model,
+    make_compute_metrics,
+)
 
 
 logger = logging.getLogger("evaluate")
@@ -53,10 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     model, extractor = load_model(args.model, labels)
     check_labels(clips, args.label_column, labels, where="the evaluation data")
     if args.test_time_max_warp is not None:
-        # Through the config's own check, so that a bad value is named as the field's.
-        model.config.test_time_max_warp = type(model.config)(
-            **{**model.config.to_dict(), "test_time_max_warp": args.test_time_max_warp}
-        ).test_time_max_warp
+        model.config.test_time_max_warp = checked_test_time_warp(model.config, args.test_time_max_warp)
     logger.info(f"Test-time warps: {model.config.test_time_warp_factors or 'off'}.")
     transform = AudioTransform(
         args.audio_column, args.label_column, labels, extractor.sampling_rate, extractor.num_samples, train=False,

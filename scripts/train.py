@@ -53,6 +53,7 @@ from meamtm.training.trainer import (  # noqa: E402
     MeamtmTrainer,
     MeamtmTrainingArguments,
     average_last_checkpoints,
+    checked_test_time_warp,
     load_model,
     make_compute_metrics,
     resume_point,
@@ -299,15 +300,10 @@ def prepare_data(splits: dict, labels, extractor, args: Arguments, padding_mode:
     return datasets, transforms["train"], fault_log
 
 
-def test_time_warped(config, max_warp: float):
-    """A copy of `config` with `--test_time_max_warp` set, checked as the config checks it (`ValueError` naming it)."""
-    return type(config)(**{**config.to_dict(), "test_time_max_warp": max_warp})
-
-
 def set_test_time_warping(model, max_warp: float) -> None:
     """`--test_time_max_warp`: the trained model's config takes it, so that the final evaluation and every later
     use of the saved model average over the warped filter banks."""
-    model.config.test_time_max_warp = test_time_warped(model.config, max_warp).test_time_max_warp
+    model.config.test_time_max_warp = checked_test_time_warp(model.config, max_warp)
     factors = ", ".join(f"{factor:g}" for factor in model.config.test_time_warp_factors) or "off"
     logger.info(f"Test-time warping of the saved model and the final evaluation: {factors}.")
 
@@ -403,7 +399,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.model.ignore_mismatched_sizes, args.model.trust_remote_code,
     )
     if args.model.test_time_max_warp is not None:
-        test_time_warped(model.config, args.model.test_time_max_warp)  # a bad value fails now, not after training
+        checked_test_time_warp(model.config, args.model.test_time_max_warp)  # a bad value fails now, not after training
     datasets, train_transform, fault_log = prepare_data(splits, labels, extractor, args, model.config.padding_mode)
     weights = None
     if args.data.balanced_sampling and not args.data.train_shards:  # shards draw balanced clips in the stream

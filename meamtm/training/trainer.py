@@ -7,7 +7,8 @@
   scripts).
 * `make_compute_metrics`: accuracy and macro F1 (single-label) or mAP, mean AUC and d-prime (multi-label),
   through the `evaluate` modules shipped in `meamtm/metrics`.
-* `load_model`: a checkpoint with a new head, or a fresh model.
+* `load_model`: a checkpoint with a new head, or a fresh model; `checked_test_time_warp`: a test-time warp to set
+  on its config, checked first.
 * `MeamtmTrainer`: `Trainer` with balanced (PSLA) sampling that keeps the run's own model card.
 * `resume_point`, `train_or_finish`, `average_last_checkpoints`: resuming after a crash, a rerun of a finished
   run, and weight averaging (`complete_checkpoints`, `average_checkpoints`).
@@ -158,6 +159,12 @@ def load_model(
     except OSError:  # a converted AST checkpoint saved without its (waveform) feature extractor
         extractor = MeamtmFeatureExtractor.from_model_config(model.config)
     return model, extractor
+
+
+def checked_test_time_warp(config, max_warp: float) -> float:
+    """`max_warp` as `config.test_time_max_warp` would take it, checked as the config checks its fields (a
+    `ValueError` naming the value); the config itself is left alone."""
+    return type(config)(**{**config.to_dict(), "test_time_max_warp": max_warp}).test_time_max_warp
 
 
 def make_compute_metrics(labels: LabelSpace):
@@ -324,6 +331,7 @@ __all__ = [
     "average_checkpoints",
     "average_last_checkpoints",
     "build_config",
+    "checked_test_time_warp",
     "complete_checkpoints",
     "is_final_checkpoint",
     "last_complete_checkpoint",
