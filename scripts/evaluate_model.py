@@ -27,6 +27,7 @@ from meamtm.training.trainer import (  # noqa: E402
     checked_test_time_warp,
     load_model,
     make_compute_metrics,
+    test_time_warps_text,
 )
 
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     check_labels(clips, args.label_column, labels, where="the evaluation data")
     if args.test_time_max_warp is not None:
         model.config.test_time_max_warp = checked_test_time_warp(model.config, args.test_time_max_warp)
-    logger.info(f"Test-time warps: {model.config.test_time_warp_factors or 'off'}.")
+    logger.info(f"Test-time warps: {test_time_warps_text(model.config)}.")
     transform = AudioTransform(
         args.audio_column, args.label_column, labels, extractor.sampling_rate, extractor.num_samples, train=False,
         column_class_names=class_names_of(clips, args.label_column),

@@ -57,6 +57,7 @@ from meamtm.training.trainer import (  # noqa: E402
     load_model,
     make_compute_metrics,
     resume_point,
+    test_time_warps_text,
     train_or_finish,
 )
 
@@ -304,8 +305,7 @@ def set_test_time_warping(model, max_warp: float) -> None:
     """`--test_time_max_warp`: the trained model's config takes it, so that the final evaluation and every later
     use of the saved model average over the warped filter banks."""
     model.config.test_time_max_warp = checked_test_time_warp(model.config, max_warp)
-    factors = ", ".join(f"{factor:g}" for factor in model.config.test_time_warp_factors) or "off"
-    logger.info(f"Test-time warping of the saved model and the final evaluation: {factors}.")
+    logger.info(f"Test-time warping of the saved model and the final evaluation: {test_time_warps_text(model.config)}.")
 
 
 def evaluate(trainer, datasets: dict, train_metrics: dict, fault_log: str) -> tuple[dict, object]:
@@ -337,7 +337,7 @@ def recipe_card(args: Arguments, trainer) -> dict:
         "balanced sampling": args.data.balanced_sampling,
         "padding mode": trainer.model.config.padding_mode,
         "weights averaged over last checkpoints": model.average_last_checkpoints or "no",
-        "test-time warps": ", ".join(f"{f:g}" for f in trainer.model.config.test_time_warp_factors) or "no",
+        "test-time warps": test_time_warps_text(trainer.model.config, off="no"),
     }
 
 

@@ -167,6 +167,11 @@ def checked_test_time_warp(config, max_warp: float) -> float:
     return type(config)(**{**config.to_dict(), "test_time_max_warp": max_warp}).test_time_max_warp
 
 
+def test_time_warps_text(config, off: str = "off") -> str:
+    """The config's test-time warp factors as a log line or model card shows them ("0.9, 1, 1.1"), or `off`."""
+    return ", ".join(f"{factor:g}" for factor in config.test_time_warp_factors) or off
+
+
 def make_compute_metrics(labels: LabelSpace):
     """`compute_metrics` for the Trainer: `EvalPrediction` -> metrics dict, with the shipped `evaluate` modules."""
     if labels.multi_label:
@@ -333,6 +338,7 @@ __all__ = [
     "build_config",
     "checked_test_time_warp",
     "complete_checkpoints",
+    "test_time_warps_text",
     "is_final_checkpoint",
     "last_complete_checkpoint",
     "load_model",
