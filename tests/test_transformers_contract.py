@@ -1,5 +1,7 @@
 """Where transformers' common model tests hold every model to a contract, MEAMTM keeps it."""
 
+import inspect
+
 import pytest
 import torch
 from transformers import PreTrainedModel
@@ -56,3 +58,18 @@ def test_a_trainable_frontend_stays_float32_when_loaded_in_bfloat16(tmp_path):
 
 def test_the_base_class_is_a_transformers_pretrained_model():
     assert issubclass(MeamtmForAudioClassification, PreTrainedModel)
+
+
+@pytest.mark.parametrize("model_class", [MeamtmModel, MeamtmForAudioClassification])
+def test_forward_declares_the_output_flags_transformers_reads_from_its_signature(model_class):
+    # transformers' common tests (e.g. the eager-against-sdpa check with output_attentions=True) read a forward's
+    # `**kwargs: Unpack[TransformersKwargs]` to know that it takes output_attentions; an untyped **kwargs reads
+    # as "cannot return attentions" and those checks are skipped.
+    kwargs = inspect.signature(model_class.forward).parameters["kwargs"]
+    (typed_dict,) = kwargs.annotation.__args__
+    assert {"output_attentions", "output_hidden_states"} <= set(typed_dict.__annotations__)
+    # eager: sdpa returns no attention weights (transformers warns and leaves them out, as for AST)
+    model = model_class(tiny_config(num_labels=2, attn_implementation="eager")).eval()
+    with torch.no_grad():
+        outputs = model(torch.randn(2, 3000) * 0.1, output_attentions=True, output_hidden_states=True)
+    assert len(outputs.attentions) == len(outputs.hidden_states) - 1 == model.config.num_hidden_layers
