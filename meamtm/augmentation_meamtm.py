@@ -363,9 +363,9 @@ def problem_type_of(config, labels: torch.Tensor) -> str:
     return "multi_label_classification"
 
 
-def average_warped_predictions(logits: torch.Tensor, config: MeamtmConfig) -> torch.Tensor:
-    """Test-time warping: `(warps, batch, num_labels)` logits, one row per filter-bank warp -> `(batch, num_labels)`
-    logits whose prediction is the warps' mean one.
+def average_test_time_predictions(logits: torch.Tensor, config: MeamtmConfig) -> torch.Tensor:
+    """Test-time augmentation: `(views, batch, num_labels)` logits, one row per view (a filter-bank warp, a frame
+    shift, or a pair of them) -> `(batch, num_labels)` logits whose prediction is the views' mean one.
 
     Single-label: the log of the mean class probabilities (their softmax is that mean, and cross-entropy on them
     is that mean's). Multi-label: the logit of each label's mean probability, from log-sigmoids so that confident
@@ -391,5 +391,5 @@ __all__ = [
     "MeamtmMixup",
     "MeamtmPatchout",
     "MeamtmSpecAugment",
-    "average_warped_predictions",
+    "average_test_time_predictions",
 ]

@@ -142,6 +142,20 @@ class MeamtmConfig(PreTrainedConfig):
         test_time_warps (`int`, defaults to 3): how many warps, an odd number of at least 3 so that the plain
             filter bank is the middle one; hidden states and attentions are returned for that one. With
             `test_time_max_warp=0.1`: 0.9, 1.0 and 1.1, Jaitly & Hinton's VTLP range.
+        test_time_max_shift (`int`, defaults to 0): an evaluating classifier also hears each clip shifted later by
+            `test_time_shifts` whole frames evenly spaced over `[0, test_time_max_shift]`: that many frames of
+            digital silence before its log-mel (what a delay of the waveform by that many hops makes of a clip that
+            starts in silence, as the training delay augmentation `--shift_s` puts it), and averages the predictions
+            over every shift (and every warp, with `test_time_max_warp`). The patch grid then meets the sound at
+            several phases, since a shift of a fraction of `time_stride` moves every patch column's edges within
+            the clip. At most `patch_size - time_stride` frames (6 at AST's 16 / 10): a shifted clip then stays
+            within the patch columns of the clip as it is, so a clip gives the same output alone and in a batch,
+            and every shift has the width of the plain view (exportable). A shifted clip that fills `max_length`
+            (or the patch grid) loses its last frames. It costs `test_time_shifts` forward passes (times
+            `test_time_warps`); 0 disables it.
+        test_time_shifts (`int`, defaults to 3): how many shifts, at least 2 and at most `test_time_max_shift + 1`;
+            the first is 0 (the clip as it is), whose hidden states and attentions are returned.
+            `test_time_max_shift=6`: 0, 3 and 6 frames (0, 30 and 60 ms at a 10 ms hop).
 
     Derived values (`num_samples`, `num_frames_of`, `patch_grid`, `num_patch_columns_of`, `num_frames_of_columns`,
     `patchout_dropped`, `patchout_dropped_for`, `num_training_patches`) are properties or methods, never stored.
@@ -215,6 +229,8 @@ class MeamtmConfig(PreTrainedConfig):
     # Test-time augmentation
     test_time_max_warp: float | int = 0.0
     test_time_warps: int = 3
+    test_time_max_shift: int = 0
+    test_time_shifts: int = 3
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -326,6 +342,15 @@ class MeamtmConfig(PreTrainedConfig):
             return []
         count, warp = self.test_time_warps, float(self.test_time_max_warp)
         return [1 + warp * (2 * index - (count - 1)) / (count - 1) for index in range(count)]  # the middle one is 1
+
+    @property
+    def test_time_frame_shifts(self) -> list[int]:
+        """The frame shifts an evaluating classifier averages over (`test_time_max_shift`), the first 0; `[]` when it
+        is off."""
+        if self.test_time_max_shift <= 0:
+            return []
+        count, shift = self.test_time_shifts, self.test_time_max_shift
+        return [round(shift * index / (count - 1)) for index in range(count)]
 
     @property
     def uses_freq_mixstyle(self) -> bool:
@@ -504,6 +529,19 @@ class MeamtmConfig(PreTrainedConfig):
             raise ValueError(
                 f"test_time_warps={self.test_time_warps} must be an odd number of at least 3, so that the plain filter "
                 "bank is the middle warp (3 gives 0.9, 1.0 and 1.1 with test_time_max_warp=0.1)."
+            )
+        most = max(self.patch_size - self.time_stride, 0)
+        if not 0 <= self.test_time_max_shift <= most:
+            raise ValueError(
+                f"test_time_max_shift={self.test_time_max_shift} must be between 0 (off) and patch_size - time_stride "
+                f"= {most} frames: a larger shift moves a clip's last frames into a patch column the clip as it is does "
+                "not have, so its output would depend on the batch."
+            )
+        distinct = self.test_time_max_shift == 0 or self.test_time_shifts <= self.test_time_max_shift + 1
+        if self.test_time_shifts < 2 or not distinct:
+            raise ValueError(
+                f"test_time_shifts={self.test_time_shifts} must be at least 2 (the clip as it is and a shifted copy) and "
+                f"at most test_time_max_shift + 1 = {self.test_time_max_shift + 1}, so that no two shifts are the same."
             )
         for name, size_name in (("freq_mask_param", "num_mel_bins"), ("time_mask_param", "max_length")):
             value, size = getattr(self, name), getattr(self, size_name)

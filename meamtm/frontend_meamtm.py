@@ -246,11 +246,12 @@ class MeamtmFrontend(nn.Module):
         return min(config.num_frames_of(num_samples), output_frames), output_frames
 
     def forward(
-        self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None, warp: float | None = None
+        self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None, warp: float | None = None, shift: int = 0
     ) -> torch.Tensor:
         """`(batch, num_samples)` float waveforms, `(batch,)` lengths -> float32 `(batch, num_frames, num_mel_bins)`
         (`(..., 2)` with `"global+per_clip"`). `warp`: every clip through the filter bank VTLP warps by this factor
-        (`warp_filter_bank`; test-time warping), instead of the model's own."""
+        (`warp_filter_bank`; test-time warping), instead of the model's own. `shift`: every clip's log-mel after
+        that many frames of digital silence, real frames of the clip (test-time shifts; `_shift_frames`)."""
         config = self.config
         batch_size = waveforms.shape[0]
         num_frames = min(config.num_frames_of(waveforms.shape[-1]), config.max_length)
@@ -307,6 +308,11 @@ class MeamtmFrontend(nn.Module):
                 # Out of place, on the mel-major tensor: `masked_fill_` on this transposed view, once slices of it
                 # were written from tensors that need a gradient, fails autograd's leaf check.
                 output = output.transpose(1, 2).masked_fill(is_padding[:, None, :], padding_value).transpose(1, 2)
+            if shift:
+                output = self._shift_frames(output, shift)
+                num_frames = min(num_frames + shift, output_frames)
+                if lengths is not None:
+                    frames_per_clip = frames_per_clip.clamp_min(0) + shift
             mixstyle = self.training and self.freq_mixstyle is not None
             if config.per_clip_means or mixstyle:
                 real_frames = torch.full((batch_size,), num_frames, device=output.device)
@@ -320,6 +326,18 @@ class MeamtmFrontend(nn.Module):
             elif config.per_clip_means:
                 output = self._remove_clip_means(output, real_frames)
         return output
+
+    def _shift_frames(self, output: torch.Tensor, shift: int) -> torch.Tensor:
+        """`(batch, num_frames, num_mel_bins)` -> the same frames `shift` later, after `shift` frames of digital
+        silence (the normalised log of `mel_floor`, what a frame of zeros gives), the last `shift` frames dropped.
+
+        For a clip that starts with at least one window of silence, this is the log-mel of the clip delayed by
+        `shift` hops; for any clip, it puts the patch grid's column edges `shift` frames earlier in the sound.
+        """
+        mel_major = output.transpose(1, 2)  # (batch, num_mel_bins, num_frames), contiguous
+        silence = self._normalize(math.log(self.config.mel_floor))
+        leading = mel_major.new_full((*mel_major.shape[:2], shift), silence)
+        return torch.cat((leading, mel_major[..., : mel_major.shape[-1] - shift]), dim=-1).transpose(1, 2)
 
     def _remove_clip_means(self, output: torch.Tensor, real_frames: torch.Tensor) -> torch.Tensor:
         """Per-clip normalisation: `(batch, num_frames, num_mel_bins)` globally normalised log-mel and `(batch,)`

@@ -32,7 +32,7 @@ from .augmentation_meamtm import (
     MeamtmMixup,
     MeamtmPatchout,
     MeamtmSpecAugment,
-    average_warped_predictions,
+    average_test_time_predictions,
 )
 from .configuration_meamtm import MeamtmConfig
 from .frontend_meamtm import MeamtmFrontend
@@ -686,6 +686,7 @@ class MeamtmModel(MeamtmPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         mixing: MeamtmMixing | None = None,
         filter_bank_warp: float | None = None,
+        frame_shift: int = 0,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         r"""
@@ -700,11 +701,19 @@ class MeamtmModel(MeamtmPreTrainedModel):
             `MeamtmForAudioClassification` passes it in training (mixup needs the labels).
         filter_bank_warp (`float`, *optional*): run the frontend with its filter bank VTLP-warped by this factor;
             `MeamtmForAudioClassification` passes each of `config.test_time_warp_factors` in evaluation.
+        frame_shift (`int`, *optional*): the log-mel of every clip after that many frames of digital silence (at most
+            `patch_size - time_stride`, so that the clip keeps its patch columns); `MeamtmForAudioClassification`
+            passes each of `config.test_time_frame_shifts` in evaluation.
         """
         lengths = _check_waveforms(input_values, attention_mask, self.config)
         if mixing is not None:
             input_values, lengths = mixing.mix_waveforms(input_values, lengths)
-        spectrogram = self.spec_augment(self.frontend(input_values, lengths, filter_bank_warp))
+        if not 0 <= frame_shift <= max(self.config.patch_size - self.config.time_stride, 0):
+            raise ValueError(
+                f"frame_shift={frame_shift} must be between 0 and patch_size - time_stride = "
+                f"{self.config.patch_size - self.config.time_stride} frames (see config.test_time_max_shift)."
+            )
+        spectrogram = self.spec_augment(self.frontend(input_values, lengths, filter_bank_warp, frame_shift))
         if mixing is not None:
             spectrogram = mixing.mix_spectrograms(spectrogram)
             lengths = mixing.spectrogram_lengths(lengths)
@@ -769,8 +778,9 @@ class MeamtmForAudioClassification(MeamtmPreTrainedModel):
         labels (`torch.Tensor`, *optional*): `(batch_size,)` class indices for single-label classification and
             regression, `(batch_size, num_labels)` targets for multi-label; `config.problem_type` picks the loss.
             In training with mixup, the batch and its labels are mixed here and the loss uses the mixed targets.
-            In evaluation with `config.test_time_max_warp`, the logits are the average prediction over the warped
-            filter banks (`average_warped_predictions`), and hidden states and attentions those of the plain one.
+            In evaluation with `config.test_time_max_warp` and/or `config.test_time_max_shift`, the logits are the
+            average prediction over the warped filter banks and the shifted log-mels, every pair of them
+            (`average_test_time_predictions`), and hidden states and attentions those of the plain bank, unshifted.
         """
         mixing = None
         if self.mixup is not None and self.training:
@@ -783,14 +793,18 @@ class MeamtmForAudioClassification(MeamtmPreTrainedModel):
                 _check_waveforms(input_values, attention_mask, self.config)  # before the draw reads its shape and device
                 mixing = self.mixup.draw(input_values.shape[0], input_values.device)
         factors = [] if self.training else self.config.test_time_warp_factors
-        if factors:
+        shifts = [] if self.training else self.config.test_time_frame_shifts
+        if factors or shifts:
             predictions = []
-            for factor in factors:
-                warped = self.meamtm(input_values, attention_mask=attention_mask, filter_bank_warp=factor, **kwargs)
-                predictions.append(self.classifier(warped.pooler_output))
-                if factor == 1:
-                    outputs = warped
-            logits = average_warped_predictions(torch.stack(predictions), self.config)
+            for shift in shifts or [0]:
+                for factor in factors or [None]:
+                    view = self.meamtm(
+                        input_values, attention_mask=attention_mask, filter_bank_warp=factor, frame_shift=shift, **kwargs
+                    )
+                    predictions.append(self.classifier(view.pooler_output))
+                    if shift == 0 and factor in (None, 1):
+                        outputs = view
+            logits = average_test_time_predictions(torch.stack(predictions), self.config)
         else:
             outputs = self.meamtm(input_values, attention_mask=attention_mask, mixing=mixing, **kwargs)
             logits = self.classifier(outputs.pooler_output)

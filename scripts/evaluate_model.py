@@ -2,11 +2,12 @@
 """Evaluate a trained MEAMTM classifier on labelled clips, as `scripts/train.py`'s final evaluation does.
 
     python scripts/evaluate_model.py --model meamtm-fsdd --eval_dir ../shared/data/fsdd/test --output_dir eval-fsdd
-    python scripts/evaluate_model.py --model meamtm-fsdd --eval_file test.csv --test_time_max_warp 0.1 --output_dir eval-tta
+    python scripts/evaluate_model.py --model meamtm-fsdd --eval_file test.csv --test_time_max_warp 0.1 \
+        --test_time_max_shift 6 --output_dir eval-tta
 
 The clips come from an `audiofolder` (`--eval_dir`) or a CSV/JSON metadata file (`--eval_file`), decoded at the
-model's rate; their labels must be among the model's. `--test_time_max_warp` sets the config field of that name
-for this evaluation (the model's own value otherwise). Writes `eval_results.json` (accuracy and macro F1, or mAP for
+model's rate; their labels must be among the model's. `--test_time_max_warp` and `--test_time_max_shift` set the
+config fields of those names for this evaluation (the model's own values otherwise). Writes `eval_results.json` (accuracy and macro F1, or mAP for
 multi-label models) to `--output_dir` and prints it.
 """
 
@@ -24,10 +25,10 @@ from meamtm.training.data import LabelSpace, check_columns, check_labels, class_
 from meamtm.training.trainer import (  # noqa: E402
     MeamtmTrainer,
     MeamtmTrainingArguments,
-    checked_test_time_warp,
+    checked_test_time_settings,
     load_model,
     make_compute_metrics,
-    test_time_warps_text,
+    test_time_text,
 )
 
 
@@ -45,6 +46,9 @@ class EvaluateArguments:
     test_time_max_warp: float | None = field(
         default=None, metadata={"help": "Average over filter banks warped by 1-N..1+N (config field); 0 = off."}
     )
+    test_time_max_shift: int | None = field(
+        default=None, metadata={"help": "Average over the log-mel shifted by 0..N frames too (config field); 0 = off."}
+    )
     batch_size: int = field(default=64, metadata={"help": "Clips per forward pass."})
 
 
@@ -59,9 +63,12 @@ def main(argv: list[str] | None = None) -> dict:
     labels = labels_of_model(args.model)
     model, extractor = load_model(args.model, labels)
     check_labels(clips, args.label_column, labels, where="the evaluation data")
-    if args.test_time_max_warp is not None:
-        model.config.test_time_max_warp = checked_test_time_warp(model.config, args.test_time_max_warp)
-    logger.info(f"Test-time warps: {test_time_warps_text(model.config)}.")
+    test_time = checked_test_time_settings(
+        model.config, test_time_max_warp=args.test_time_max_warp, test_time_max_shift=args.test_time_max_shift
+    )
+    for name, value in test_time.items():
+        setattr(model.config, name, value)
+    logger.info(f"Test-time augmentation: {test_time_text(model.config)}.")
     transform = AudioTransform(
         args.audio_column, args.label_column, labels, extractor.sampling_rate, extractor.num_samples, train=False,
         column_class_names=class_names_of(clips, args.label_column),
@@ -75,6 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
                             processing_class=extractor, compute_metrics=make_compute_metrics(labels))
     metrics = trainer.evaluate(prepare_dataset(clips, transform), metric_key_prefix="eval")
     metrics["test_time_warps"] = model.config.test_time_warp_factors
+    metrics["test_time_shifts"] = model.config.test_time_frame_shifts
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     Path(args.output_dir, "eval_results.json").write_text(json.dumps(metrics, indent=1) + "\n")
     print(json.dumps(metrics, indent=1))

@@ -53,11 +53,11 @@ from meamtm.training.trainer import (  # noqa: E402
     MeamtmTrainer,
     MeamtmTrainingArguments,
     average_last_checkpoints,
-    checked_test_time_warp,
+    checked_test_time_settings,
     load_model,
     make_compute_metrics,
     resume_point,
-    test_time_warps_text,
+    test_time_text,
     train_or_finish,
 )
 
@@ -147,6 +147,13 @@ class ModelArguments:
         metadata={
             "help": "The saved model averages its predictions over filter banks warped by 1-N..1+N "
             "(config test_time_max_warp; 0 = off); evaluation during training runs on the plain bank."
+        },
+    )
+    test_time_max_shift: int | None = field(
+        default=None,
+        metadata={
+            "help": "The saved model also averages its predictions over the log-mel shifted by 0..N frames "
+            "(config test_time_max_shift; 0 = off); evaluation during training does not."
         },
     )
 
@@ -301,11 +308,19 @@ def prepare_data(splits: dict, labels, extractor, args: Arguments, padding_mode:
     return datasets, transforms["train"], fault_log
 
 
-def set_test_time_warping(model, max_warp: float) -> None:
-    """`--test_time_max_warp`: the trained model's config takes it, so that the final evaluation and every later
-    use of the saved model average over the warped filter banks."""
-    model.config.test_time_max_warp = checked_test_time_warp(model.config, max_warp)
-    logger.info(f"Test-time warping of the saved model and the final evaluation: {test_time_warps_text(model.config)}.")
+def test_time_settings(config, model_args: ModelArguments) -> dict:
+    """`--test_time_max_warp` / `--test_time_max_shift` as the config takes them (checked; only those given)."""
+    return checked_test_time_settings(
+        config, test_time_max_warp=model_args.test_time_max_warp, test_time_max_shift=model_args.test_time_max_shift
+    )
+
+
+def set_test_time_augmentation(model, settings: dict) -> None:
+    """The trained model's config takes the test-time `settings`, so that the final evaluation and every later use
+    of the saved model average over the warped filter banks and the shifted log-mels."""
+    for name, value in settings.items():
+        setattr(model.config, name, value)
+    logger.info(f"Test-time augmentation of the saved model and the final evaluation: {test_time_text(model.config)}.")
 
 
 def evaluate(trainer, datasets: dict, train_metrics: dict, fault_log: str) -> tuple[dict, object]:
@@ -337,7 +352,7 @@ def recipe_card(args: Arguments, trainer) -> dict:
         "balanced sampling": args.data.balanced_sampling,
         "padding mode": trainer.model.config.padding_mode,
         "weights averaged over last checkpoints": model.average_last_checkpoints or "no",
-        "test-time warps": test_time_warps_text(trainer.model.config, off="no"),
+        "test-time augmentation": test_time_text(trainer.model.config, off="no"),
     }
 
 
@@ -398,8 +413,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.model.model_name_or_path, labels, args.model.config_name, args.model.config_overrides,
         args.model.ignore_mismatched_sizes, args.model.trust_remote_code,
     )
-    if args.model.test_time_max_warp is not None:
-        checked_test_time_warp(model.config, args.model.test_time_max_warp)  # a bad value fails now, not after training
+    test_time = test_time_settings(model.config, args.model)  # a bad value fails now, not after training
     datasets, train_transform, fault_log = prepare_data(splits, labels, extractor, args, model.config.padding_mode)
     weights = None
     if args.data.balanced_sampling and not args.data.train_shards:  # shards draw balanced clips in the stream
@@ -414,8 +428,8 @@ def main(argv: list[str] | None = None) -> dict:
     train_metrics = train_or_finish(trainer, resume_point(args.training))
     if args.model.average_last_checkpoints > 1:
         average_last_checkpoints(trainer, args.model.average_last_checkpoints)
-    if args.model.test_time_max_warp is not None:
-        set_test_time_warping(trainer.model, args.model.test_time_max_warp)
+    if test_time:
+        set_test_time_augmentation(trainer.model, test_time)
     trainer.save_model()
     trainer.save_metrics("train", train_metrics)
     metrics, prediction = evaluate(trainer, datasets, train_metrics, fault_log)

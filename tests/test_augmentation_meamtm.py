@@ -14,7 +14,7 @@ from meamtm.augmentation_meamtm import (
     MeamtmMixup,
     MeamtmPatchout,
     MeamtmSpecAugment,
-    average_warped_predictions,
+    average_test_time_predictions,
     vtlp_positions,
     warp_filter_bank,
 )
@@ -300,6 +300,11 @@ def test_gradient_checkpointing_with_patchout_gives_the_same_gradients():
         (dict(test_time_max_warp=-0.1), "test_time_max_warp=-0.1 must be in [0, 1)"),
         (dict(test_time_warps=4), "test_time_warps=4 must be an odd number of at least 3"),
         (dict(test_time_warps=1), "test_time_warps=1 must be an odd number of at least 3"),
+        (dict(test_time_max_shift=-1), "test_time_max_shift=-1 must be between 0 (off) and patch_size - time_stride = 2"),
+        (dict(test_time_max_shift=3), "test_time_max_shift=3 must be between 0 (off) and patch_size - time_stride = 2"),
+        (dict(test_time_max_shift=1, time_stride=8), "test_time_max_shift=1 must be between 0 (off) and patch_size - time_stride = 0"),
+        (dict(test_time_shifts=1), "test_time_shifts=1 must be at least 2"),
+        (dict(test_time_max_shift=2, test_time_shifts=4), "test_time_shifts=4 must be at least 2 (the clip as it is and a shifted copy) and at most test_time_max_shift"),
     ],
 )
 def test_invalid_augmentation_settings_raise_value_error(overrides, message):
@@ -594,12 +599,91 @@ def test_test_time_warping_averages_the_warped_predictions_in_evaluation_only():
     torch.testing.assert_close(trained, plain.train()(inputs, labels=labels).loss, atol=0, rtol=0)
 
 
+TEST_TIME_SHIFTED = dict(test_time_max_shift=2, test_time_shifts=3)  # 0, 1 and 2 frames: the most a tiny model takes
+
+
+def test_test_time_frame_shifts_are_evenly_spaced_from_zero():
+    assert tiny_config().test_time_frame_shifts == []
+    assert tiny_config(**TEST_TIME_SHIFTED).test_time_frame_shifts == [0, 1, 2]
+    # AST's geometry (16-frame patches every 10 frames) takes up to 6.
+    assert MeamtmConfig(test_time_max_shift=6).test_time_frame_shifts == [0, 3, 6]
+    assert MeamtmConfig(test_time_max_shift=4, test_time_shifts=5).test_time_frame_shifts == [0, 1, 2, 3, 4]
+    assert MeamtmConfig(test_time_max_shift=5, test_time_shifts=2).test_time_frame_shifts == [0, 5]
+
+
+@pytest.mark.parametrize("normalization", ["global", "per_clip", "global+per_clip"])
+@pytest.mark.parametrize("padding_mode", ["max_length", "longest"])
+def test_a_frame_shift_is_the_log_mel_of_the_clip_delayed_by_as_many_hops(normalization, padding_mode):
+    config = tiny_config(normalization=normalization, padding_mode=padding_mode)
+    frontend = MeamtmFrontend(config).eval()
+    # Clips that start with more than a window of digital silence: delaying them by k hops gives k silent
+    # frames and then the same frames, which is what the shift makes without a second STFT.
+    inputs, lengths = waveforms(3, 8000), torch.tensor([8000, 6000, 3000])
+    inputs[:, :500] = 0
+    inputs = inputs * (torch.arange(8000)[None, :] < lengths[:, None])
+    for shift in range(1, config.patch_size - config.time_stride + 1):
+        delay = shift * config.hop_length
+        delayed = nn.functional.pad(inputs, (delay, 0))
+        expected = frontend(delayed, lengths + delay)
+        shifted = frontend(inputs, lengths, shift=shift)
+        frames = shifted.shape[1]  # a "longest" batch keeps the plain view's patch columns
+        torch.testing.assert_close(shifted, expected[:, :frames], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(frontend(inputs, lengths, shift=2), frontend(inputs, lengths))
+
+
+def test_test_time_shifts_and_warps_average_every_pair_in_evaluation_only():
+    plain = classifier().eval()
+    augmented = classifier(**TEST_TIME_SHIFTED, test_time_max_warp=0.1)
+    augmented.load_state_dict(plain.state_dict())
+    inputs, mask = waveforms(), torch.ones(4, 9000, dtype=torch.long)
+    mask[1, 5000:] = 0
+    with torch.no_grad():
+        expected = torch.stack([
+            plain.classifier(plain.meamtm(inputs, attention_mask=mask, filter_bank_warp=factor, frame_shift=shift)
+                             .pooler_output).softmax(-1)
+            for shift in (0, 1, 2) for factor in (0.9, 1.0, 1.1)
+        ]).mean(0)
+        out = augmented.eval()(inputs, attention_mask=mask, output_hidden_states=True)
+        torch.testing.assert_close(out.logits.softmax(-1), expected, atol=1e-6, rtol=1e-5)
+        warped_only = classifier(test_time_max_warp=0.1)
+        warped_only.load_state_dict(plain.state_dict())
+        assert not torch.allclose(out.logits, warped_only.eval()(inputs, attention_mask=mask).logits, atol=1e-5)
+        # Hidden states are those of the clip as it is, through the plain bank.
+        reference = plain(inputs, attention_mask=mask, output_hidden_states=True)
+        torch.testing.assert_close(out.hidden_states[-1], reference.hidden_states[-1], atol=0, rtol=0)
+        alone = augmented(inputs[1:2, :5000]).logits
+        torch.testing.assert_close(alone, out.logits[1:2], atol=1e-5, rtol=1e-5)
+    # Training ignores it: the same draws give the same loss as the plain model's.
+    labels = torch.tensor([0, 1, 2, 1])
+    torch.manual_seed(3)
+    trained = augmented.train()(inputs, labels=labels).loss
+    torch.manual_seed(3)
+    torch.testing.assert_close(trained, plain.train()(inputs, labels=labels).loss, atol=0, rtol=0)
+
+
+def test_a_shifted_clip_gives_the_same_output_alone_as_in_a_longest_batch():
+    """The largest shift moves a clip's last real frames to the end of its own last patch column, never into the next:
+    lengths whose last frame falls at every phase of a column give the same logits alone and in a batch."""
+    model = classifier(padding_mode="longest", pooling="mean", **TEST_TIME_SHIFTED).eval()
+    config = model.config
+    lengths = [config.win_length + (config.time_stride * 2 + phase) * config.hop_length for phase in range(config.time_stride)]
+    inputs = waveforms(len(lengths), max(lengths) + 3000)
+    mask = (torch.arange(inputs.shape[1])[None, :] < torch.tensor(lengths)[:, None]).long()
+    with torch.no_grad():
+        batch = model(inputs * mask, attention_mask=mask).logits
+        for row, length in enumerate(lengths):
+            alone = model(inputs[row : row + 1, :length]).logits
+            torch.testing.assert_close(alone, batch[row : row + 1], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="frame_shift=3 must be between 0 and patch_size - time_stride = 2"):
+        model.meamtm(inputs, frame_shift=3)
+
+
 def test_averaged_multi_label_and_regression_predictions():
     logits = torch.tensor([[[40.0, -40.0, 0.0]], [[-40.0, -60.0, 2.0]]])  # 2 warps, 1 clip, 3 labels
-    multi = average_warped_predictions(logits, tiny_config(num_labels=3, problem_type="multi_label_classification"))
+    multi = average_test_time_predictions(logits, tiny_config(num_labels=3, problem_type="multi_label_classification"))
     assert torch.isfinite(multi).all()
     torch.testing.assert_close(multi.sigmoid(), logits.sigmoid().mean(0))
-    single = average_warped_predictions(logits, tiny_config(num_labels=3))
+    single = average_test_time_predictions(logits, tiny_config(num_labels=3))
     torch.testing.assert_close(single.softmax(-1), logits.softmax(-1).mean(0))
     values = torch.tensor([[[1.5]], [[2.5]]])
-    torch.testing.assert_close(average_warped_predictions(values, tiny_config(num_labels=1)), torch.tensor([[2.0]]))
+    torch.testing.assert_close(average_test_time_predictions(values, tiny_config(num_labels=1)), torch.tensor([[2.0]]))

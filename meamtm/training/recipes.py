@@ -39,6 +39,10 @@ SCHEDULE_DEFAULTS = ("num_train_epochs", "train_sampling_strategy")
 # normalise per clip alone, which removes whatever is steady over a clip, a held tone or hum as well as a
 # microphone's colour, so that a class of steady sounds could no longer be told apart.
 MODEL_DEFAULTS = ("padding_mode",)
+# What it takes from the recipe's test-time augmentation: frame shifts, which no class depends on (the training delay
+# augmentation moves clips by more), capped at what the model's patch geometry allows; not warps, which move a
+# sound's pitch and would break classes told apart by it.
+TEST_TIME_DEFAULTS = ("test_time_max_shift",)
 # The normalisation a fresh model trained on its data takes, whatever the recipe's (the `fsdd` recipe's too): AST's
 # global one and the per-clip one as two channels.
 # The per-clip channel drops a recording's colour (new voices, new microphones); the global one keeps what is steady
@@ -113,10 +117,11 @@ def defaults_from_data(
     """What a fresh model trained on `summary`'s data starts from, when the command line does not say.
 
     Returns `(arguments, config_overrides, choices)`: the optimiser, augmentation and number of epochs of
-    `recipe` as argument defaults (and its schedule's `SCHEDULE_DEFAULTS`); config overrides that carry the recipe's
-    `MODEL_DEFAULTS`, then set the normalisation (`DATA_NORMALIZATION`), the sampling rate (the clips' most common rate, at most
-    `MAX_DEFAULT_SAMPLING_RATE`) and the window (`WINDOW_QUANTILE` of the clip durations, on the patch grid),
-    with `config_overrides` after them so that its items win; and one line per choice, for the log.
+    `recipe` as argument defaults (and its schedule's `SCHEDULE_DEFAULTS`, its model's `TEST_TIME_DEFAULTS`); config
+    overrides that carry the recipe's `MODEL_DEFAULTS`, then set the normalisation (`DATA_NORMALIZATION`), the
+    sampling rate (the clips' most common rate, at most `MAX_DEFAULT_SAMPLING_RATE`) and the window
+    (`WINDOW_QUANTILE` of the clip durations, on the patch grid), with `config_overrides` after them so that its
+    items win; and one line per choice, for the log.
     """
     chosen = load_recipe(recipe)
     # The schedule too: a fresh model trained for the Trainer's default 3 epochs is far from converged.
@@ -141,8 +146,22 @@ def defaults_from_data(
         rate = min(summary.common_sampling_rate, MAX_DEFAULT_SAMPLING_RATE)
         derived.append(f"sampling_rate={rate}")
         choices.append(f"sampling_rate={rate} (the clips' most common rate, at most {MAX_DEFAULT_SAMPLING_RATE})")
+    config = build_config(config_name, merge_overrides(",".join(derived), config_overrides))
+    for key in TEST_TIME_DEFAULTS:
+        wanted = chosen.groups.get("model", {}).get(key)
+        if wanted is None or key in given:
+            continue
+        most = max(config.patch_size - config.time_stride, 0)
+        arguments[key] = min(wanted, most)
+        limit = "" if wanted <= most else f", capped at patch_size - time_stride = {most}"
+        if arguments[key] < config.test_time_shifts - 1:  # too few frames for that many different shifts
+            arguments[key] = 0
+            limit += f", too few frames for test_time_shifts={config.test_time_shifts}: off"
+        choices.append(
+            f"{key}={arguments[key]} (the {chosen.name} recipe's{limit}: predictions averaged over the log-mel shifted "
+            "by up to that many frames)"
+        )
     if "max_length" not in given:
-        config = build_config(config_name, merge_overrides(",".join(derived), config_overrides))
         duration = summary.duration_quantile(WINDOW_QUANTILE)
         frames = window_frames(duration, config)
         seconds = ((frames - 1) * config.hop_length + config.win_length) / config.sampling_rate
@@ -158,6 +177,7 @@ def defaults_from_data(
 __all__ = [
     "DATA_NORMALIZATION",
     "DEFAULT_RECIPE",
+    "TEST_TIME_DEFAULTS",
     "Recipe",
     "available_recipes",
     "check_arguments",

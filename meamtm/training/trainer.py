@@ -7,8 +7,8 @@
   scripts).
 * `make_compute_metrics`: accuracy and macro F1 (single-label) or mAP, mean AUC and d-prime (multi-label),
   through the `evaluate` modules shipped in `meamtm/metrics`.
-* `load_model`: a checkpoint with a new head, or a fresh model; `checked_test_time_warp`: a test-time warp to set
-  on its config, checked first.
+* `load_model`: a checkpoint with a new head, or a fresh model; `checked_test_time_settings`: test-time warps and
+  frame shifts to set on its config, checked first; `test_time_text`: them as a log line or model card shows them.
 * `MeamtmTrainer`: `Trainer` with balanced (PSLA) sampling that keeps the run's own model card.
 * `resume_point`, `train_or_finish`, `average_last_checkpoints`: resuming after a crash, a rerun of a finished
   run, and weight averaging (`complete_checkpoints`, `average_checkpoints`).
@@ -161,15 +161,24 @@ def load_model(
     return model, extractor
 
 
-def checked_test_time_warp(config, max_warp: float) -> float:
-    """`max_warp` as `config.test_time_max_warp` would take it, checked as the config checks its fields (a
-    `ValueError` naming the value); the config itself is left alone."""
-    return type(config)(**{**config.to_dict(), "test_time_max_warp": max_warp}).test_time_max_warp
+def checked_test_time_settings(config, **values: float | None) -> dict:
+    """The test-time fields among `values` (`test_time_max_warp=...`, `test_time_max_shift=...`) that are not None,
+    as the config would take them, checked as the config checks its fields (a `ValueError` naming the value); the
+    config itself is left alone."""
+    given = {name: value for name, value in values.items() if value is not None}
+    checked = type(config)(**{**config.to_dict(), **given})
+    return {name: getattr(checked, name) for name in given}
 
 
-def test_time_warps_text(config, off: str = "off") -> str:
-    """The config's test-time warp factors as a log line or model card shows them ("0.9, 1, 1.1"), or `off`."""
-    return ", ".join(f"{factor:g}" for factor in config.test_time_warp_factors) or off
+def test_time_text(config, off: str = "off") -> str:
+    """The config's test-time warps and frame shifts as a log line or model card shows them ("warps 0.9, 1, 1.1;
+    shifts 0, 3, 6 frames"), or `off`."""
+    parts = []
+    if config.test_time_warp_factors:
+        parts.append("warps " + ", ".join(f"{factor:g}" for factor in config.test_time_warp_factors))
+    if config.test_time_frame_shifts:
+        parts.append("shifts " + ", ".join(map(str, config.test_time_frame_shifts)) + " frames")
+    return "; ".join(parts) or off
 
 
 def make_compute_metrics(labels: LabelSpace):
@@ -336,9 +345,9 @@ __all__ = [
     "average_checkpoints",
     "average_last_checkpoints",
     "build_config",
-    "checked_test_time_warp",
+    "checked_test_time_settings",
     "complete_checkpoints",
-    "test_time_warps_text",
+    "test_time_text",
     "is_final_checkpoint",
     "last_complete_checkpoint",
     "load_model",

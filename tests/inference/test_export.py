@@ -110,9 +110,10 @@ def test_the_export_script_writes_checks_and_saves_both_graphs(checkpoint, fsdd_
     [
         dict(normalization="global"),
         dict(normalization="per_clip_envelope"),
-        dict(normalization="global+per_clip", test_time_max_warp=0.1),  # the fsdd recipe's model: 3 warped passes
+        # the fsdd recipe's model: 3 warped passes of 3 shifted log-mels
+        dict(normalization="global+per_clip", test_time_max_warp=0.1, test_time_max_shift=2),
     ],
-    ids=["global", "per_clip_envelope", "global+per_clip+test_time_warps"],
+    ids=["global", "per_clip_envelope", "global+per_clip+test_time_augmentation"],
 )
 def test_the_export_script_checks_a_longest_mode_model_at_two_widths(overrides, tmp_path, capsys):
     torch.manual_seed(0)

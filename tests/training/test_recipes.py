@@ -49,8 +49,10 @@ def test_defaults_from_data_size_the_window_and_take_the_recipe_optimiser():
     arguments, overrides, choices = defaults_from_data(summary([0.5] * 19 + [3.0] * 1 + [0.9] * 80), "tiny", None)
     fsdd = load_recipe("fsdd")
     schedule = {key: value for key, value in fsdd.groups["schedule"].items() if key in ("num_train_epochs", "train_sampling_strategy")}
-    assert arguments == {**fsdd.groups["optimiser"], **fsdd.groups["augmentation"], **schedule}
-    assert "num_train_epochs" in arguments
+    # and the recipe's test-time frame shifts (any class survives a shift), not its warps (pitch would move)
+    test_time = {"test_time_max_shift": fsdd.groups["model"]["test_time_max_shift"]}
+    assert arguments == {**fsdd.groups["optimiser"], **fsdd.groups["augmentation"], **schedule, **test_time}
+    assert "num_train_epochs" in arguments and "test_time_max_warp" not in arguments
     # 95th percentile 0.9 s at 16 kHz, 10 ms hop: 89 frames, rounded up to 16 + 8 * 10 = 96 on the patch grid
     model_items = recipe_model_items(fsdd)
     assert overrides == ",".join([*model_items, "normalization=global+per_clip", "sampling_rate=16000", "max_length=96"])
@@ -64,6 +66,14 @@ def test_defaults_from_data_size_the_window_and_take_the_recipe_optimiser():
     _, overrides, choices = defaults_from_data(summary([0.9] * 10), "tiny", "normalization=global")
     assert "normalization=global+per_clip" not in overrides and overrides.endswith("normalization=global")
     assert "normalization as --config_overrides gives it" in choices
+    # A patch geometry that allows fewer frames caps the shifts; a value in the overrides is the user's.
+    arguments, _, choices = defaults_from_data(summary([0.9] * 10), "tiny", "time_stride=14")
+    assert arguments["test_time_max_shift"] == 2
+    assert any("capped at patch_size - time_stride = 2" in choice for choice in choices)
+    arguments, _, choices = defaults_from_data(summary([0.9] * 10), "tiny", "time_stride=15")
+    assert arguments["test_time_max_shift"] == 0 and any("test_time_shifts=3: off" in choice for choice in choices)
+    arguments, _, _ = defaults_from_data(summary([0.9] * 10), "tiny", "test_time_max_shift=2")
+    assert "test_time_max_shift" not in arguments
 
 
 def test_defaults_from_data_take_the_recipe_padding_mode_but_not_what_suits_its_own_data(tmp_path):

@@ -340,24 +340,25 @@ def test_weight_averaging_of_last_checkpoints(straight_run, fsdd_small, tmp_path
         torch.testing.assert_close(averaged[key], (a[key] + b[key]) / 2, atol=1e-6, rtol=0)
 
 
-def test_test_time_warping_applies_to_the_saved_model_and_the_final_evaluation_only(fsdd_small, tmp_path):
+def test_test_time_augmentation_applies_to_the_saved_model_and_the_final_evaluation_only(fsdd_small, tmp_path):
     from meamtm import MeamtmForAudioClassification
 
     metrics = train_script.main(run_args(fsdd_small, tmp_path, "--max_steps", "6", "--eval_strategy", "steps",
                                          "--eval_steps", "6", "--per_device_train_batch_size", "8",
-                                         "--test_time_max_warp", "0.1"))
+                                         "--test_time_max_warp", "0.1", "--test_time_max_shift", "4"))
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["test_time_max_warp"] == 0.1 and config["test_time_warps"] == 3
+    assert config["test_time_max_shift"] == 4 and config["test_time_shifts"] == 3
     # The evaluation during training (step 6) ran on the plain bank; the final one, on the same weights, averages.
     during = [entry for entry in json.loads((tmp_path / "trainer_state.json").read_text())["log_history"]
               if "eval_loss" in entry][-1]
     assert during["step"] == 6 and during["eval_loss"] != metrics["eval_loss"]
     model = MeamtmForAudioClassification.from_pretrained(tmp_path).eval()
     assert model.config.test_time_warp_factors[0] == 0.9
-    assert "test-time warps: 0.9, 1, 1.1" in (tmp_path / "README.md").read_text()
+    assert "test-time augmentation: warps 0.9, 1, 1.1; shifts 0, 2, 4 frames" in (tmp_path / "README.md").read_text()
 
 
-def test_evaluate_model_repeats_the_final_evaluation_and_applies_test_time_warping(fsdd_small, tmp_path):
+def test_evaluate_model_repeats_the_final_evaluation_and_applies_test_time_augmentation(fsdd_small, tmp_path):
     spec = importlib.util.spec_from_file_location("evaluate_model", REPO / "scripts" / "evaluate_model.py")
     evaluate_model = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(evaluate_model)
@@ -369,15 +370,20 @@ def test_evaluate_model_repeats_the_final_evaluation_and_applies_test_time_warpi
     warped = evaluate_model.main([*command, str(tmp_path / "warped"), "--test_time_max_warp", "0.1"])
     assert warped["test_time_warps"] == [0.9, 1.0, 1.1] and warped["eval_loss"] != plain["eval_loss"]
     assert json.loads((tmp_path / "warped" / "eval_results.json").read_text())["eval_loss"] == warped["eval_loss"]
+    shifted = evaluate_model.main([*command, str(tmp_path / "shifted"), "--test_time_max_shift", "4"])
+    assert shifted["test_time_shifts"] == [0, 2, 4] and shifted["test_time_warps"] == []
+    assert shifted["eval_loss"] not in (plain["eval_loss"], warped["eval_loss"])
     with pytest.raises(ValueError, match="test_time_max_warp=2.0 must be in"):
         evaluate_model.main([*command, str(tmp_path / "bad"), "--test_time_max_warp", "2"])
     with pytest.raises(ValueError, match="exactly one of --eval_dir and --eval_file"):
         evaluate_model.main(["--model", str(tmp_path / "run"), "--output_dir", str(tmp_path / "none")])
 
 
-def test_a_bad_test_time_warp_fails_before_training(fsdd_small, tmp_path):
+def test_a_bad_test_time_setting_fails_before_training(fsdd_small, tmp_path):
     with pytest.raises(ValueError, match=r"test_time_max_warp=1.5 must be in \[0, 1\)"):
         train_script.main(run_args(fsdd_small, tmp_path, "--max_steps", "2", "--test_time_max_warp", "1.5"))
+    with pytest.raises(ValueError, match=r"test_time_max_shift=7 must be between 0 \(off\) and patch_size - time_stride"):
+        train_script.main(run_args(fsdd_small, tmp_path, "--max_steps", "2", "--test_time_max_shift", "7"))
     assert not list(tmp_path.glob("checkpoint-*"))
 
 
@@ -461,6 +467,7 @@ def test_only_data_arguments_size_the_model_from_the_clips_and_use_the_fsdd_reci
     assert (config["max_length"] - 16) % 10 == 0 and 90 <= config["max_length"] <= 116
     assert config["normalization"] == "global+per_clip"  # both channels: a new voice's colour out, steady sounds kept
     assert config["test_time_max_warp"] == 0  # the recipe's test-time warps would break classes told apart by pitch
+    assert config["test_time_max_shift"] == load_recipe("fsdd").groups["model"]["test_time_max_shift"]  # shifts suit any
     assert "sampling rates: 16000 Hz x 20" in caplog.text and "95th percentile" in caplog.text
     assert "6 labels, clips per label (fewest first):" in caplog.text
     recipe = load_recipe("fsdd")
