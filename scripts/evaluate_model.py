@@ -7,8 +7,8 @@
 
 The clips come from an `audiofolder` (`--eval_dir`) or a CSV/JSON metadata file (`--eval_file`), decoded at the
 model's rate; their labels must be among the model's. `--test_time_max_warp` and `--test_time_max_shift` set the
-config fields of those names for this evaluation (the model's own values otherwise). Writes `eval_results.json` (accuracy and macro F1, or mAP for
-multi-label models) to `--output_dir` and prints it.
+config fields of those names for this evaluation (the model's own values otherwise). Writes `eval_results.json`
+(accuracy and macro F1, or mAP for multi-label models) to `--output_dir` and prints it.
 """
 
 import json
