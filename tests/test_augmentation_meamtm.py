@@ -545,6 +545,15 @@ def test_freq_mixstyle_disappears_when_off_keeps_evaluation_bit_identical_and_gr
 TEST_TIME_WARPED = dict(test_time_max_warp=0.15, test_time_warps=7)
 
 
+def assert_training_ignores_test_time_augmentation(augmented, plain, inputs):
+    """The same draws give the augmented model in training the same loss as the plain one (same weights)."""
+    labels = torch.tensor([0, 1, 2, 1])
+    torch.manual_seed(3)
+    trained = augmented.train()(inputs, labels=labels).loss
+    torch.manual_seed(3)
+    torch.testing.assert_close(trained, plain.train()(inputs, labels=labels).loss, atol=0, rtol=0)
+
+
 def test_test_time_warp_factors_are_evenly_spaced_around_exactly_one():
     assert tiny_config().test_time_warp_factors == []
     factors = tiny_config(**TEST_TIME_WARPED).test_time_warp_factors
@@ -591,12 +600,7 @@ def test_test_time_warping_averages_the_warped_predictions_in_evaluation_only():
         # A clip gives the same prediction alone as in the padded batch.
         alone = warped(inputs[1:2, :5000]).logits
         torch.testing.assert_close(alone, out.logits[1:2], atol=1e-5, rtol=1e-5)
-    # Training ignores it: the same draws give the same loss as the plain model's.
-    labels = torch.tensor([0, 1, 2, 1])
-    torch.manual_seed(3)
-    trained = warped.train()(inputs, labels=labels).loss
-    torch.manual_seed(3)
-    torch.testing.assert_close(trained, plain.train()(inputs, labels=labels).loss, atol=0, rtol=0)
+    assert_training_ignores_test_time_augmentation(warped, plain, inputs)
 
 
 TEST_TIME_SHIFTED = dict(test_time_max_shift=2, test_time_shifts=3)  # 0, 1 and 2 frames: the most a tiny model takes
@@ -653,12 +657,7 @@ def test_test_time_shifts_and_warps_average_every_pair_in_evaluation_only():
         torch.testing.assert_close(out.hidden_states[-1], reference.hidden_states[-1], atol=0, rtol=0)
         alone = augmented(inputs[1:2, :5000]).logits
         torch.testing.assert_close(alone, out.logits[1:2], atol=1e-5, rtol=1e-5)
-    # Training ignores it: the same draws give the same loss as the plain model's.
-    labels = torch.tensor([0, 1, 2, 1])
-    torch.manual_seed(3)
-    trained = augmented.train()(inputs, labels=labels).loss
-    torch.manual_seed(3)
-    torch.testing.assert_close(trained, plain.train()(inputs, labels=labels).loss, atol=0, rtol=0)
+    assert_training_ignores_test_time_augmentation(augmented, plain, inputs)
 
 
 def test_a_shifted_clip_gives_the_same_output_alone_as_in_a_longest_batch():
