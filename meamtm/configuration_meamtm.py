@@ -158,7 +158,8 @@ class MeamtmConfig(PreTrainedConfig):
             `test_time_max_shift=6`: 0, 3 and 6 frames (0, 30 and 60 ms at a 10 ms hop).
 
     Derived values (`num_samples`, `num_frames_of`, `patch_grid`, `num_patch_columns_of`, `num_frames_of_columns`,
-    `patchout_dropped`, `patchout_dropped_for`, `num_training_patches`) are properties or methods, never stored.
+    `num_mel_bins_read`, `patchout_dropped`, `patchout_dropped_for`, `num_training_patches`) are properties or
+    methods, never stored.
     """
 
     model_type = "meamtm"
@@ -284,6 +285,12 @@ class MeamtmConfig(PreTrainedConfig):
     def num_frames_of_columns(self, num_columns: int) -> int:
         """Frames a spectrogram of `num_columns` patch columns spans: `patch_size + (num_columns - 1) * time_stride`."""
         return self.patch_size + (num_columns - 1) * self.time_stride
+
+    @property
+    def num_mel_bins_read(self) -> int:
+        """Mel bands the patch grid reads, `patch_size + (rows - 1) * frequency_stride`: the bands above them never
+        reach the encoder (AST's 128 bands at stride 10 leave its top 2; 64 bands at stride 10 leave 8)."""
+        return self.patch_size + (self.patch_grid[0] - 1) * self.frequency_stride
 
     @property
     def num_patches(self) -> int:

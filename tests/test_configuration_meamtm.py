@@ -21,6 +21,10 @@ def test_derived_geometry():
     config = MeamtmConfig()
     assert config.patch_grid == (12, 101)
     assert config.num_patches == 1212  # + cls + distillation = AST's 1214 tokens
+    assert config.num_mel_bins_read == 126  # AST's grid leaves its top 2 of 128 bands unread
+    assert MeamtmConfig(num_mel_bins=64).num_mel_bins_read == 56
+    assert MeamtmConfig(num_mel_bins=66).num_mel_bins_read == 66
+    assert MeamtmConfig(num_mel_bins=40, frequency_stride=8).num_mel_bins_read == 40
     assert config.num_samples == 1023 * 160 + 400
     assert config.num_frames_of(config.num_samples) == 1024
     assert config.num_frames_of(160000) == 998
@@ -66,5 +70,5 @@ def test_round_trip_through_auto_config(tmp_path):
 
 def test_derived_values_are_not_stored():
     stored = MeamtmConfig().to_dict()
-    for derived in ("num_samples", "patch_grid", "num_patches", "mel_fmax", "nyquist"):
+    for derived in ("num_samples", "patch_grid", "num_patches", "num_mel_bins_read", "mel_fmax", "nyquist"):
         assert derived not in stored

@@ -32,6 +32,7 @@ from transformers.utils import logging
 from . import metrics
 from ..configuration_meamtm import MeamtmConfig
 from ..feature_extraction_meamtm import MeamtmFeatureExtractor
+from ..frontend_meamtm import mel_filters_of
 from ..modeling_meamtm import MeamtmForAudioClassification
 from .data import LabelSpace
 from .sampling import BalancedSampler
@@ -40,17 +41,17 @@ from .sampling import BalancedSampler
 logger = logging.get_logger(__name__)
 
 
-# Transformer size and window of fresh models. `tiny` and `small` use 64 mel bands and a 128-frame window
-# (1.28 s at a 10 ms hop): short clips (keywords, digits, events) train fast on a CPU. They pool the mean of
-# the patch tokens, which trains a small model from scratch faster than AST's cls tokens. `base` is
-# AST-base, cls pooling included.
+# Transformer size and window of fresh models. `tiny` and `small` use 56 mel bands, the five rows of 16-band
+# patches at stride 10 (`num_mel_bins_read`: every band reaches the encoder), and a 128-frame window (1.28 s at a
+# 10 ms hop): short clips (keywords, digits, events) train fast on a CPU. They pool the mean of the patch tokens,
+# which trains a small model from scratch faster than AST's cls tokens. `base` is AST-base, cls pooling included.
 PRESETS = {
     "tiny": dict(
-        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, num_mel_bins=64,
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, num_mel_bins=56,
         max_length=128, pooling="mean",
     ),
     "small": dict(
-        hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768, num_mel_bins=64,
+        hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768, num_mel_bins=56,
         max_length=128, pooling="mean",
     ),
     "base": {},
@@ -134,7 +135,23 @@ def build_config(
     values.pop("model_type", None)
     if labels is not None:
         values.update(label2id=labels.label2id, id2label=labels.id2label, problem_type=labels.problem_type)
-    return MeamtmConfig(**values)  # built anew, so the cross-field checks see the overrides
+    config = MeamtmConfig(**values)  # built anew, so the cross-field checks see the overrides
+    warn_of_unread_mel_bins(config)
+    return config
+
+
+def warn_of_unread_mel_bins(config: MeamtmConfig) -> None:
+    """Warn, naming the fix, when the patch grid leaves the top mel bands unread (`num_mel_bins_read`)."""
+    read, bins = config.num_mel_bins_read, config.num_mel_bins
+    if read == bins:
+        return
+    lowest_unread_hz = np.argmax(mel_filters_of(config)[:, read]) * config.sampling_rate / config.n_fft
+    logger.warning(
+        f"num_mel_bins={bins} with patch_size={config.patch_size} and frequency_stride={config.frequency_stride}: "
+        f"the patch grid reads the lowest {read} mel bands, so the top {bins - read} (from about "
+        f"{lowest_unread_hz:.0f} Hz up) never reach the model. Set num_mel_bins={read} or "
+        f"{read + config.frequency_stride} (patch_size + k * frequency_stride) to read every band."
+    )
 
 
 def load_model(
