@@ -135,9 +135,7 @@ def build_config(
     values.pop("model_type", None)
     if labels is not None:
         values.update(label2id=labels.label2id, id2label=labels.id2label, problem_type=labels.problem_type)
-    config = MeamtmConfig(**values)  # built anew, so the cross-field checks see the overrides
-    warn_of_unread_mel_bins(config)
-    return config
+    return MeamtmConfig(**values)  # built anew, so the cross-field checks see the overrides
 
 
 def warn_of_unread_mel_bins(config: MeamtmConfig) -> None:
@@ -162,9 +160,11 @@ def load_model(
     ignore_mismatched_sizes: bool = True,
     trust_remote_code: bool = False,
 ):
-    """`(model, feature_extractor)`: a checkpoint with a head for `labels`, or a fresh model (`build_config`)."""
+    """`(model, feature_extractor)`: a checkpoint with a head for `labels`, or a fresh model (`build_config`), of
+    whose config `warn_of_unread_mel_bins` warns."""
     if not model_name_or_path:
         config = build_config(config_name, config_overrides, labels)
+        warn_of_unread_mel_bins(config)
         return MeamtmForAudioClassification(config), MeamtmFeatureExtractor.from_model_config(config)
     model = AutoModelForAudioClassification.from_pretrained(
         model_name_or_path, num_labels=len(labels.names), label2id=labels.label2id, id2label=labels.id2label,
