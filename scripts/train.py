@@ -219,6 +219,21 @@ def parse_arguments(command: list[str] | dict) -> Arguments:
     return args
 
 
+def keep_checkpoints_to_average(command: list[str] | dict, args: Arguments) -> None:
+    """Keep as many checkpoints as `--average_last_checkpoints` averages: raise the default `save_total_limit` to it,
+    or refuse a given limit that would delete checkpoints the average needs."""
+    count, limit = args.model.average_last_checkpoints, args.training.save_total_limit
+    if count <= 1 or not limit or limit <= 0 or limit >= count:
+        return
+    if "save_total_limit" in given_arguments(command):
+        raise ValueError(
+            f"--average_last_checkpoints {count} averages the last {count} checkpoints, but --save_total_limit {limit} "
+            f"keeps {limit}: give --save_total_limit {count} or more (0 keeps every one)."
+        )
+    args.training.save_total_limit = count
+    logger.info(f"save_total_limit={count}, the checkpoints --average_last_checkpoints {count} averages.")
+
+
 def uses_data_defaults(args: Arguments) -> bool:
     """A fresh model trained on given data, without a recipe, takes its defaults from the data."""
     # A stream of shards is not read ahead to summarise it.
@@ -401,6 +416,7 @@ def main(argv: list[str] | None = None) -> dict:
     command = read_command(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_arguments(command)
+    keep_checkpoints_to_average(command, args)
     transformers.utils.logging.set_verbosity(args.training.get_process_log_level())
 
     splits, data_name = load_data(args)

@@ -65,6 +65,11 @@ class MeamtmTrainingArguments(TrainingArguments):
     output_dir: str | None = field(default="meamtm-output", metadata={"help": "Checkpoints, model and reports."})
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: no, steps, epoch."})
     save_strategy: str = field(default="epoch", metadata={"help": "When to save a checkpoint: no, steps, epoch."})
+    save_total_limit: int | None = field(
+        default=2,
+        metadata={"help": "Checkpoints kept, the newest (resuming needs one; --average_last_checkpoints N raises it to "
+                          "N when not given); 0 keeps every one."},
+    )
     logging_steps: float = field(default=10, metadata={"help": "Log every N optimizer steps."})
     # The transform reads the raw audio and label columns, which the Trainer would otherwise drop.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep False: the transform needs the audio."})

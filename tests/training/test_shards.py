@@ -205,6 +205,8 @@ def test_streamed_run_killed_and_resumed_neither_repeats_nor_skips_clips(sound_s
     train_script.main(run + ["--output_dir", str(tmp_path / "straight")])
     # 48 clips: the first pass (36 clips) is a permutation of the data set, then 12 of the second.
     assert straight.steps == 12 and len(set(straight.clips[:36])) == 36
+    kept = sorted(path.name for path in (tmp_path / "straight").glob("checkpoint-*"))
+    assert kept == ["checkpoint-12", "checkpoint-8"]  # the default save_total_limit keeps the newest two
 
     killed = Recorder(monkeypatch, stop_after=9)  # dies in step 10, after checkpoint-8
     with pytest.raises(Killed):

@@ -75,7 +75,7 @@ def run_args(data: dict, output_dir: Path, *extra: str) -> list[str]:
 RESUME_RUN = [
     "--max_steps", "12", "--save_strategy", "steps", "--save_steps", "4", "--eval_strategy", "no",
     "--learning_rate", "1e-3", "--gain_db", "6", "--shift_s", "0.1", "--noise_snr_db", "20",
-    "--train_sampling_strategy", "random",
+    "--train_sampling_strategy", "random", "--save_total_limit", "0",  # every checkpoint kept, for the copies below
 ]
 
 
@@ -323,6 +323,23 @@ def test_arguments_from_json_file(fsdd_small, tmp_path):
     (tmp_path / "args.json").write_text(json.dumps(arguments))
     train_script.main([str(tmp_path / "args.json")])
     assert json.loads((tmp_path / "out" / "trainer_state.json").read_text())["global_step"] == 2
+
+
+def test_the_checkpoints_kept_cover_those_averaged():
+    args = train_script.parse_arguments(["--max_steps", "3"])
+    train_script.keep_checkpoints_to_average(["--max_steps", "3"], args)
+    assert args.training.save_total_limit == 2  # the newest two, not one per epoch of a long run
+    command = ["--max_steps", "3", "--average_last_checkpoints", "5"]
+    args = train_script.parse_arguments(command)
+    train_script.keep_checkpoints_to_average(command, args)
+    assert args.training.save_total_limit == 5
+    for limit, kept in (("0", 0), ("6", 6)):
+        args = train_script.parse_arguments(command + ["--save_total_limit", limit])
+        train_script.keep_checkpoints_to_average(command + ["--save_total_limit", limit], args)
+        assert args.training.save_total_limit == kept
+    with pytest.raises(ValueError, match="--save_total_limit 3 keeps 3: give --save_total_limit 5 or more"):
+        train_script.keep_checkpoints_to_average(command + ["--save_total_limit", "3"],
+                                                 train_script.parse_arguments(command + ["--save_total_limit", "3"]))
 
 
 def test_weight_averaging_of_last_checkpoints(straight_run, fsdd_small, tmp_path):
