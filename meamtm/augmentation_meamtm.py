@@ -120,6 +120,32 @@ class MeamtmSpecAugment(nn.Module):
         return torch.where(masked[..., None], fill, spectrogram)
 
 
+class MeamtmChannelDropout(nn.Module):
+    """Channel dropout for two spectrogram channels (`normalization="global+per_clip"`, `config.channel_dropout`).
+
+    `(batch, max_length, num_mel_bins, 2)` -> the same shape: each example, with probability `channel_dropout`, has
+    one channel, the global or the per-clip one at even odds, set to that channel's value of silence in every frame
+    (AST's padding value, 0), as `MeamtmSpecAugment` masks. The model learns to classify from either channel alone,
+    a recording's colour (kept by the global channel) no longer being a cue it can always rely on. Identity in
+    evaluation.
+    """
+
+    def __init__(self, config: MeamtmConfig):
+        super().__init__()
+        self.probability = config.channel_dropout
+        self.fill_values = [config.silence_value, 0.0]
+
+    def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return spectrogram
+        batch_size, device = spectrogram.shape[0], spectrogram.device
+        dropped = torch.rand(batch_size, device=device) < self.probability
+        which = torch.randint(0, 2, (batch_size,), device=device)
+        masked = dropped[:, None] & (torch.arange(2, device=device)[None, :] == which[:, None])  # (batch, 2)
+        fill = torch.tensor(self.fill_values, dtype=spectrogram.dtype, device=device)
+        return torch.where(masked[:, None, None, :], fill, spectrogram)
+
+
 # Jaitly & Hinton's VTLP warps linearly up to a boundary frequency (4800 Hz of 8000 at 16 kHz) and maps the
 # rest linearly onto what is left, so the Nyquist frequency stays in place and no band falls off the top.
 VTLP_BOUNDARY = 0.6  # of the Nyquist frequency

@@ -129,6 +129,11 @@ class MeamtmConfig(PreTrainedConfig):
             another clip's of the batch, weight `l ~ Beta(alpha, alpha)` on its own (CP-JKU: 0.4 and 0.3). A
             recording's colour and level become noise the model learns to read past, as per-clip normalisation
             removes them, but the features at evaluation keep them. 0 disables it.
+        channel_dropout (`float`, defaults to 0.0): with two spectrogram channels (`normalization="global+per_clip"`),
+            each training example loses one of them with this probability, the global or the per-clip one at even
+            odds: every frame of that channel takes its value of silence, as SpecAugment's masks do. The model then
+            learns to read each channel alone as well as both, as an ensemble of a global and a per-clip model
+            would. 0 disables it.
 
     Test-time augmentation (evaluation only; `MeamtmForAudioClassification`):
         test_time_max_warp (`float`, defaults to 0.0): an evaluating classifier runs each clip through
@@ -226,6 +231,7 @@ class MeamtmConfig(PreTrainedConfig):
     mel_band_stop_db: float | int = 20.0
     freq_mixstyle_probability: float | int = 0.0
     freq_mixstyle_alpha: float | int = 0.3
+    channel_dropout: float | int = 0.0
 
     # Test-time augmentation
     test_time_max_warp: float | int = 0.0
@@ -526,6 +532,13 @@ class MeamtmConfig(PreTrainedConfig):
             raise ValueError(
                 f"freq_mixstyle_alpha={self.freq_mixstyle_alpha} must be positive: it is the Beta distribution's "
                 "concentration (CP-JKU use 0.3)."
+            )
+        if not 0 <= self.channel_dropout <= 1:
+            raise ValueError(f"channel_dropout={self.channel_dropout} must be in [0, 1] (0 turns it off).")
+        if self.channel_dropout > 0 and self.spectrogram_channels != 2:
+            raise ValueError(
+                f"channel_dropout={self.channel_dropout} drops one of two spectrogram channels, and "
+                f"normalization={self.normalization!r} makes one: set normalization='global+per_clip' or channel_dropout=0."
             )
         if not 0 <= self.test_time_max_warp < 1:
             raise ValueError(

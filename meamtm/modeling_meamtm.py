@@ -28,6 +28,7 @@ from transformers.utils.output_capturing import capture_outputs
 
 from .augmentation_meamtm import (
     NUM_SPECIAL_TOKENS,
+    MeamtmChannelDropout,
     MeamtmMixing,
     MeamtmMixup,
     MeamtmPatchout,
@@ -673,6 +674,7 @@ class MeamtmModel(MeamtmPreTrainedModel):
         self.frontend = MeamtmFrontend(config)
         uses_spec_augment = config.freq_mask_param > 0 or config.time_mask_param > 0
         self.spec_augment = MeamtmSpecAugment(config) if uses_spec_augment else nn.Identity()
+        self.channel_dropout = MeamtmChannelDropout(config) if config.channel_dropout > 0 else nn.Identity()
         self.post_init()
 
     def get_input_embeddings(self) -> MeamtmPatchEmbeddings:
@@ -714,6 +716,7 @@ class MeamtmModel(MeamtmPreTrainedModel):
                 f"{self.config.patch_size - self.config.time_stride} frames (see config.test_time_max_shift)."
             )
         spectrogram = self.spec_augment(self.frontend(input_values, lengths, filter_bank_warp, frame_shift))
+        spectrogram = self.channel_dropout(spectrogram)
         if mixing is not None:
             spectrogram = mixing.mix_spectrograms(spectrogram)
             lengths = mixing.spectrogram_lengths(lengths)

@@ -8,6 +8,7 @@ from transformers.testing_utils import CaptureLogger
 
 from meamtm import MeamtmConfig, MeamtmForAudioClassification
 from meamtm.augmentation_meamtm import (
+    MeamtmChannelDropout,
     MeamtmFilterBankAugment,
     MeamtmFreqMixStyle,
     MeamtmMixing,
@@ -296,6 +297,8 @@ def test_gradient_checkpointing_with_patchout_gives_the_same_gradients():
         (dict(mel_band_stop_width=4, mel_band_stop_db=0), "attenuates nothing"),
         (dict(freq_mixstyle_probability=1.5), "freq_mixstyle_probability=1.5 must be in [0, 1]"),
         (dict(freq_mixstyle_probability=0.4, freq_mixstyle_alpha=0), "freq_mixstyle_alpha=0 must be positive"),
+        (dict(normalization="global+per_clip", channel_dropout=1.5), "channel_dropout=1.5 must be in [0, 1]"),
+        (dict(channel_dropout=0.5), "channel_dropout=0.5 drops one of two spectrogram channels, and normalization='global' makes one"),
         (dict(test_time_max_warp=1.2), "test_time_max_warp=1.2 must be in [0, 1)"),
         (dict(test_time_max_warp=-0.1), "test_time_max_warp=-0.1 must be in [0, 1)"),
         (dict(test_time_warps=4), "test_time_warps=4 must be an odd number of at least 3"),
@@ -686,3 +689,44 @@ def test_averaged_multi_label_and_regression_predictions():
     torch.testing.assert_close(single.softmax(-1), logits.softmax(-1).mean(0))
     values = torch.tensor([[[1.5]], [[2.5]]])
     torch.testing.assert_close(average_test_time_predictions(values, tiny_config(num_labels=1)), torch.tensor([[2.0]]))
+
+
+def test_channel_dropout_silences_one_whole_channel_of_the_drawn_examples_with_its_own_silence():
+    config = tiny_config(normalization="global+per_clip", channel_dropout=0.5)
+    spectrogram = torch.full((256, config.max_length, config.num_mel_bins, 2), 5.0)
+    torch.manual_seed(0)
+    dropped = MeamtmChannelDropout(config).train()(spectrogram)
+    changed = (dropped != 5.0).flatten(1, 2)  # (batch, frames * bins, 2)
+    whole = changed.all(dim=1)
+    assert torch.equal(changed.any(dim=1), whole)  # a channel is silenced in every frame or in none
+    assert not (whole[:, 0] & whole[:, 1]).any()  # never both
+    global_only, per_clip_only = int(whole[:, 1].sum()), int(whole[:, 0].sum())
+    assert 32 <= global_only <= 96 and 32 <= per_clip_only <= 96  # each about a quarter of 256
+    assert 96 <= 256 - global_only - per_clip_only <= 160  # about half keep both
+    silence = -config.spectrogram_mean / (2 * config.spectrogram_std)
+    assert torch.all(dropped[whole[:, 0], ..., 0] == torch.tensor(silence, dtype=dropped.dtype))
+    assert torch.all(dropped[whole[:, 1], ..., 1] == 0)
+    torch.manual_seed(0)
+    assert torch.equal(MeamtmChannelDropout(config).train()(spectrogram), dropped)  # seeded
+    assert MeamtmChannelDropout(config).eval()(spectrogram) is spectrogram
+    meta = MeamtmChannelDropout(config).train()(spectrogram[:4].to("meta"))
+    assert meta.device.type == "meta" and meta.shape == spectrogram[:4].shape
+
+
+def test_channel_dropout_disappears_when_off_keeps_evaluation_bit_identical_and_gradients_finite():
+    plain = classifier(normalization="global+per_clip").eval()
+    dropping = classifier(normalization="global+per_clip", channel_dropout=1.0, trainable_mel=True)
+    assert isinstance(plain.meamtm.channel_dropout, nn.Identity)
+    assert isinstance(dropping.meamtm.channel_dropout, MeamtmChannelDropout)
+    state = plain.state_dict()
+    assert state.keys() == classifier(normalization="global+per_clip", channel_dropout=0.5).state_dict().keys()
+    dropping.load_state_dict({**dropping.state_dict(), **state})
+    inputs = torch.cat([waveforms(3), torch.zeros(1, 9000)])  # and digital silence
+    labels = torch.tensor([0, 1, 2, 1])
+    loss = dropping.train()(inputs, labels=labels).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in dropping.parameters() if p.grad is not None)
+    with torch.no_grad():
+        assert not torch.equal(dropping(inputs).logits, plain(inputs).logits)  # training drops a channel
+        torch.testing.assert_close(dropping.eval()(inputs).logits, plain(inputs).logits, atol=0, rtol=0)
