@@ -131,9 +131,8 @@ class MeamtmConfig(PreTrainedConfig):
             removes them, but the features at evaluation keep them. 0 disables it.
         channel_dropout (`float`, defaults to 0.0): with two spectrogram channels (`normalization="global+per_clip"`),
             each training example loses one of them with this probability, the global or the per-clip one at even
-            odds: every frame of that channel takes its value of silence, as SpecAugment's masks do. The model then
-            learns to read each channel alone as well as both, as an ensemble of a global and a per-clip model
-            would. 0 disables it.
+            odds: every frame of that channel takes its value of silence, as SpecAugment's masks do, so the model
+            learns to read each channel alone as well as both. 0 disables it.
 
     Test-time augmentation (evaluation only; `MeamtmForAudioClassification`):
         test_time_max_warp (`float`, defaults to 0.0): an evaluating classifier runs each clip through
