@@ -326,10 +326,11 @@ def test_arguments_from_json_file(fsdd_small, tmp_path):
 
 
 def test_the_checkpoints_kept_cover_those_averaged():
-    args = train_script.parse_arguments(["--max_steps", "3"])
-    train_script.keep_checkpoints_to_average(["--max_steps", "3"], args)
-    assert args.training.save_total_limit == 2  # the newest two, not one per epoch of a long run
-    command = ["--max_steps", "3", "--average_last_checkpoints", "5"]
+    plain = ["--train_dir", "clips", "--max_steps", "3"]  # data given: no recipe sets the limit
+    args = train_script.parse_arguments(plain)
+    train_script.keep_checkpoints_to_average(plain, args)
+    assert args.recipe.recipe is None and args.training.save_total_limit == 2  # not one per epoch of a long run
+    command = [*plain, "--average_last_checkpoints", "5"]
     args = train_script.parse_arguments(command)
     train_script.keep_checkpoints_to_average(command, args)
     assert args.training.save_total_limit == 5
