@@ -146,7 +146,7 @@ def test_multi_label_training(tmp_path):
     (tmp_path / "eval").mkdir()
     data = {"train": write_chords(tmp_path / "train", 96, 0), "eval": write_chords(tmp_path / "eval", 32, 1)}
     metrics = train_script.main(
-        run_args(data, tmp_path / "out", "--label_column", "labels", "--max_steps", "30", "--learning_rate", "3e-3",
+        run_args(data, tmp_path / "out", "--label_column", "labels", "--max_steps", "60", "--learning_rate", "3e-3",
                  "--per_device_train_batch_size", "16", "--balanced_sampling", "true", "--eval_strategy", "no")
     )
     config = json.loads((tmp_path / "out" / "config.json").read_text())
