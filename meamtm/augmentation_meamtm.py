@@ -87,6 +87,13 @@ def band_masks(batch_size: int, size: int, max_width: int, device: torch.device)
     return (position >= start.long()) & (position < start.long() + width.long())
 
 
+def silence_values(config: MeamtmConfig) -> list[float]:
+    """The value of silence in each spectrogram channel: AST's padding value after the global normalisation, 0 (the
+    clip's mean) after a per-clip one; two channels (`"global+per_clip"`) take one each."""
+    silence = config.silence_value
+    return {"global": [silence], "global+per_clip": [silence, 0.0]}.get(config.normalization, [0.0])
+
+
 class MeamtmSpecAugment(nn.Module):
     """SpecAugment frequency and time masking (Park et al. 2019) as AST trains with it (`freqm`, `timem`).
 
@@ -101,10 +108,7 @@ class MeamtmSpecAugment(nn.Module):
         super().__init__()
         self.freq_mask_param = config.freq_mask_param
         self.time_mask_param = config.time_mask_param
-        # Silence is AST's padding value; per-clip normalisation pads with 0, the clip's mean; two channels
-        # (`"global+per_clip"`) take one each.
-        silence = config.silence_value
-        self.fill_values = {"global": [silence], "global+per_clip": [silence, 0.0]}.get(config.normalization, [0.0])
+        self.fill_values = silence_values(config)
 
     def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
         if not self.training:
@@ -133,7 +137,7 @@ class MeamtmChannelDropout(nn.Module):
     def __init__(self, config: MeamtmConfig):
         super().__init__()
         self.probability = config.channel_dropout
-        self.fill_values = [config.silence_value, 0.0]
+        self.fill_values = silence_values(config)
 
     def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
         if not self.training:
