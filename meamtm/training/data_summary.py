@@ -19,12 +19,14 @@ from .data import LabelSpace, class_names_of
 
 @dataclass
 class DataSummary:
-    """Clips read, their sampling rates (Hz -> clips), durations `(num_read,)` in seconds, clips per label."""
+    """Clips read, their sampling rates (Hz -> clips), durations `(num_read,)` in seconds, clips per label, and
+    the training set's size (`None` for a stream, whose length is not known ahead)."""
 
     num_clips: int  # clips whose header was read
     sampling_rates: Counter
     durations_s: np.ndarray
     label_counts: dict[str, int]
+    total_clips: int | None = None
 
     @property
     def common_sampling_rate(self) -> int:
@@ -38,8 +40,9 @@ class DataSummary:
         rates = ", ".join(f"{rate} Hz x {count}" for rate, count in self.sampling_rates.most_common())
         counts = [f"{name} {count}" for name, count in sorted(self.label_counts.items(), key=lambda item: item[1])]
         shown = counts if len(counts) <= 8 else counts[:4] + ["..."] + counts[-4:]
+        size = "" if self.total_clips is None else f" of {self.total_clips}"
         return "\n".join([
-            f"{self.num_clips} clips read; sampling rates: {rates}",
+            f"{self.num_clips}{size} clips read; sampling rates: {rates}",
             f"durations (s): min {self.durations_s.min():.2f}, median {np.median(self.durations_s):.2f}, "
             f"95th percentile {self.duration_quantile(0.95):.2f}, max {self.durations_s.max():.2f}",
             f"{len(self.label_counts)} labels, clips per label (fewest first): " + ", ".join(shown),
@@ -90,7 +93,10 @@ def summarise_data(
             counts[labels.names[label]] += 1
     if not durations:
         raise ValueError("No clip of the training data reports its duration: pass --config_overrides max_length=N.")
-    return DataSummary(sum(rates.values()), rates, np.asarray(durations), {name: counts[name] for name in labels.names})
+    total = None if isinstance(dataset, IterableDataset) else len(dataset)
+    return DataSummary(
+        sum(rates.values()), rates, np.asarray(durations), {name: counts[name] for name in labels.names}, total
+    )
 
 
 def window_frames(duration_s: float, config: MeamtmConfig) -> int:

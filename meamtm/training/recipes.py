@@ -1,17 +1,19 @@
 """Training recipes as data: JSON files of `scripts/train.py` arguments, grouped by what they choose.
 
 A recipe file holds a `description` and groups of arguments (`model`, `optimiser`, `augmentation`,
-`schedule`, `output`); `base` names a recipe whose groups it starts from. The shipped ones are in
-`meamtm/training/recipes/` (`available_recipes()`):
+`schedule`, `output`); `base` names a recipe whose groups it starts from; `train_clips`, the number of training
+clips its schedule was tuned on. The shipped ones are in `meamtm/training/recipes/` (`available_recipes()`):
 
     python scripts/train.py --recipe fsdd                  # the FSDD recipe
     python scripts/train.py --recipe fsdd --learning_rate 1e-3 --output_dir mine   # flags win over the recipe
 
 `defaults_from_data` chooses what a run given only its data needs: the model's rate and window from the
-clips, both normalisations as two channels, and the FSDD recipe's optimiser, augmentation, schedule and padding mode.
+clips, both normalisations as two channels, and the FSDD recipe's optimiser, augmentation, schedule and padding mode;
+on more clips than the recipe was tuned on, as many epochs as see as many clips as the recipe's schedule does.
 """
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +59,7 @@ class Recipe:
     name: str
     description: str
     groups: dict[str, dict] = field(default_factory=dict)
+    train_clips: int | None = None  # the training clips its schedule was tuned on
 
     @property
     def arguments(self) -> dict:
@@ -88,15 +91,27 @@ def load_recipe(name_or_path: str, _chain: tuple[str, ...] = ()) -> Recipe:
         content = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"Recipe {path} is not valid JSON: {error}.") from None
-    unknown = set(content) - {"description", "base", *GROUPS}
+    unknown = set(content) - {"description", "base", "train_clips", *GROUPS}
     if unknown:
-        raise ValueError(f"Recipe {path} has unknown keys {sorted(unknown)}; a recipe holds description, base and {GROUPS}.")
+        raise ValueError(
+            f"Recipe {path} has unknown keys {sorted(unknown)}; a recipe holds description, base, train_clips and {GROUPS}."
+        )
+    train_clips = content.get("train_clips")
+    if train_clips is not None and (isinstance(train_clips, bool) or not isinstance(train_clips, int) or train_clips < 1):
+        raise ValueError(
+            f"Recipe {path} has train_clips={train_clips!r}: give the number of training clips its schedule was tuned on "
+            "(a positive integer), or leave it out."
+        )
     groups = {}
     if content.get("base"):
-        groups = {name: dict(values) for name, values in load_recipe(content["base"], (*_chain, str(path))).groups.items()}
+        base = load_recipe(content["base"], (*_chain, str(path)))
+        groups = {name: dict(values) for name, values in base.groups.items()}
+        train_clips = base.train_clips if train_clips is None else train_clips
     for name in GROUPS:
         groups.setdefault(name, {}).update(content.get(name, {}))
-    return Recipe(path.stem, content.get("description", ""), {name: values for name, values in groups.items() if values})
+    return Recipe(
+        path.stem, content.get("description", ""), {name: values for name, values in groups.items() if values}, train_clips
+    )
 
 
 def check_arguments(recipe: Recipe, known: set[str]) -> None:
@@ -117,7 +132,8 @@ def defaults_from_data(
     """What a fresh model trained on `summary`'s data starts from, when the command line does not say.
 
     Returns `(arguments, config_overrides, choices)`: the optimiser, augmentation and number of epochs of
-    `recipe` as argument defaults (and its schedule's `SCHEDULE_DEFAULTS`, its model's `TEST_TIME_DEFAULTS`); config
+    `recipe` as argument defaults (fewer epochs on more clips than its `train_clips`, so that a run sees as many
+    clips; and its schedule's `SCHEDULE_DEFAULTS`, its model's `TEST_TIME_DEFAULTS`); config
     overrides that carry the recipe's `MODEL_DEFAULTS`, then set the normalisation (`DATA_NORMALIZATION`), the
     sampling rate (the clips' most common rate, at most `MAX_DEFAULT_SAMPLING_RATE`) and the window
     (`WINDOW_QUANTILE` of the clip durations, on the patch grid), with `config_overrides` after them so that its
@@ -127,7 +143,18 @@ def defaults_from_data(
     # The schedule too: a fresh model trained for the Trainer's default 3 epochs is far from converged.
     schedule = {key: value for key, value in chosen.groups.get("schedule", {}).items() if key in SCHEDULE_DEFAULTS}
     arguments = {**chosen.groups.get("optimiser", {}), **chosen.groups.get("augmentation", {}), **schedule}
-    choices = [f"{key}={value} (the {chosen.name} recipe's)" for key, value in arguments.items()]
+    choices = [f"{key}={value} (the {chosen.name} recipe's)" for key, value in arguments.items() if key != "num_train_epochs"]
+    epochs = arguments.get("num_train_epochs")
+    if epochs and chosen.train_clips and summary.total_clips and summary.total_clips > chosen.train_clips:
+        # As many clips seen as the recipe's schedule sees (its optimiser steps at its batch size): a run's time grows
+        # with the data's clip length and the model, not with its number of clips.
+        arguments["num_train_epochs"] = max(1, math.ceil(epochs * chosen.train_clips / summary.total_clips))
+        choices.append(
+            f"num_train_epochs={arguments['num_train_epochs']} (the {chosen.name} recipe's {epochs} epochs of "
+            f"{chosen.train_clips} clips, as many clips seen in {summary.total_clips}; a flag sets more)"
+        )
+    elif epochs:
+        choices.append(f"num_train_epochs={epochs} (the {chosen.name} recipe's)")
     given = {item.partition("=")[0].strip() for item in (config_overrides or "").split(",") if item.strip()}
     model_items = [
         item for item in (chosen.groups.get("model", {}).get("config_overrides") or "").split(",")

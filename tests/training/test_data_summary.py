@@ -19,8 +19,16 @@ def test_summary_of_synthetic_sounds():
     lengths = [len(row["audio"]["array"]) / 8000 for row in train]
     np.testing.assert_allclose(np.sort(summary.durations_s), np.sort(lengths), atol=1e-3)
     assert sum(summary.label_counts.values()) == len(train) and set(summary.label_counts) == set(labels.names)
+    assert summary.total_clips == len(train)
     text = summary.describe()
     assert "sampling rates: 8000 Hz" in text and "95th percentile" in text and "6 labels" in text
+    assert text.startswith(f"{len(train)} of {len(train)} clips read")
+    # a few headers of many clips, and of a stream, whose size is not known ahead
+    sampled = summarise_data(train, "audio", "label", labels, max_clips=7)
+    assert sampled.num_clips < 10 and sampled.total_clips == len(train)
+    assert sampled.describe().startswith(f"{sampled.num_clips} of {len(train)} clips read")
+    stream = summarise_data(train.to_iterable_dataset(), "audio", "label", labels, max_clips=7)
+    assert stream.num_clips == 7 and stream.total_clips is None and stream.describe().startswith("7 clips read")
 
 
 def test_unreadable_headers_are_named_or_skipped(tmp_path):

@@ -1,6 +1,7 @@
 """meamtm/training/recipes.py: recipe files, their bases, and the defaults a fresh model takes from its data."""
 
 import json
+import math
 from collections import Counter
 
 import numpy as np
@@ -35,8 +36,10 @@ def test_merged_overrides_put_the_later_items_last():
     assert merge_overrides(None, "a=1") == "a=1" and merge_overrides(None, None) is None
 
 
-def summary(durations, rate=16000) -> DataSummary:
-    return DataSummary(len(durations), Counter({rate: len(durations)}), np.asarray(durations), {"a": len(durations)})
+def summary(durations, rate=16000, total_clips=None) -> DataSummary:
+    return DataSummary(
+        len(durations), Counter({rate: len(durations)}), np.asarray(durations), {"a": len(durations)}, total_clips
+    )
 
 
 def recipe_model_items(recipe) -> list[str]:
@@ -95,3 +98,36 @@ def test_defaults_from_data_take_the_recipe_padding_mode_but_not_what_suits_its_
     _, overrides, choices = defaults_from_data(summary([0.5] * 10), "tiny", "padding_mode=max_length", recipe=str(recipe))
     assert overrides.split(",")[-1] == "padding_mode=max_length"  # the command line's wins
     assert not any(choice.startswith("padding_mode=longest") for choice in choices)
+
+
+def test_a_data_only_run_on_more_clips_than_the_recipe_saw_trains_as_many_clips_not_as_many_epochs(tmp_path):
+    fsdd = load_recipe("fsdd")
+    epochs, clips = fsdd.arguments["num_train_epochs"], fsdd.train_clips
+    assert clips == 2250 and load_recipe("demo").train_clips == clips  # FSDD's official training split; the base's
+    # up to the recipe's size, and for a stream (size unknown), the recipe's epochs
+    for total in (None, 100, clips):
+        arguments, _, choices = defaults_from_data(summary([0.9] * 10, total_clips=total), "tiny", None)
+        assert arguments["num_train_epochs"] == epochs
+        assert f"num_train_epochs={epochs} (the fsdd recipe's)" in choices
+    # four times the clips: a quarter of the epochs (rounded up), and the log says why
+    arguments, _, choices = defaults_from_data(summary([0.9] * 10, total_clips=4 * clips), "tiny", None)
+    assert arguments["num_train_epochs"] == math.ceil(epochs / 4)
+    assert any(choice.startswith(f"num_train_epochs={math.ceil(epochs / 4)} (the fsdd recipe's {epochs} epochs of {clips}")
+               for choice in choices)
+    assert sum(choice.startswith("num_train_epochs=") for choice in choices) == 1
+    # however large the data, at least one epoch
+    arguments, _, _ = defaults_from_data(summary([0.9] * 10, total_clips=10**9), "tiny", None)
+    assert arguments["num_train_epochs"] == 1
+    # a recipe without train_clips keeps its epochs
+    recipe = tmp_path / "untuned.json"
+    recipe.write_text(json.dumps({"schedule": {"num_train_epochs": 7}}))
+    arguments, _, _ = defaults_from_data(summary([0.9] * 10, total_clips=10**6), "tiny", None, recipe=str(recipe))
+    assert arguments["num_train_epochs"] == 7
+
+
+@pytest.mark.parametrize("value", [0, -5, 2.5, "2250", True])
+def test_a_recipe_with_an_invalid_train_clips_is_refused(tmp_path, value):
+    recipe = tmp_path / "bad.json"
+    recipe.write_text(json.dumps({"train_clips": value, "schedule": {"num_train_epochs": 7}}))
+    with pytest.raises(ValueError, match=r"train_clips=.*positive integer"):
+        load_recipe(str(recipe))
