@@ -16,7 +16,7 @@ CHROMIUM ?= /usr/bin/chromium
 DEMO_MODEL ?= meamtm-builtin
 FSDD ?= $(or $(MEAMTM_FSDD),../shared/data/fsdd)
 
-.PHONY: setup run test benchmark demo clean
+.PHONY: setup run test common-tests benchmark demo clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,10 @@ run: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
+
+# transformers' own common model tests, from the sdist of the installed version (downloads it into build/).
+common-tests: setup
+	$(PY) scripts/transformers_common_tests.py
 
 demo: setup
 	@[ "$(DEMO_MODEL)" != meamtm-builtin ] || [ -f meamtm-builtin/config.json ] || { \
