@@ -422,7 +422,8 @@ def main(argv: list[str] | None = None) -> dict:
     splits, data_name = load_data(args)
     labels = check_data(splits, args)
     if uses_data_defaults(args):
-        args = apply_data_defaults(command, args, splits["train"], labels)
+        # the clips it will train on: --max_train_samples counts
+        args = apply_data_defaults(command, args, take_first(splits["train"], args.data.max_train_samples), labels)
         check_data(splits, args)
     set_seed(args.training.seed)
     model, extractor = load_model(

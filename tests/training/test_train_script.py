@@ -499,6 +499,17 @@ def test_only_data_arguments_size_the_model_from_the_clips_and_use_the_fsdd_reci
     assert f"  num_train_epochs={recipe.arguments['num_train_epochs']} (the fsdd recipe's)" in caplog.text
 
 
+def test_the_data_summary_counts_only_the_clips_max_train_samples_keeps(tmp_path, caplog):
+    import logging
+
+    data = write_synthetic(tmp_path, 8000)
+    with caplog.at_level(logging.INFO, logger="train"):
+        train_script.main(["--train_file", data["train"], "--output_dir", str(tmp_path / "out"), "--config_name",
+                           "tiny", "--max_train_samples", "12", "--max_steps", "1", *QUIET])
+    # what sizes the window and the number of epochs is the data the run trains on
+    assert "12 of 12 clips read; sampling rates: 8000 Hz x 12" in caplog.text
+
+
 def test_flags_override_the_choices_made_from_the_data(tmp_path, caplog):
     import logging
 
