@@ -1,4 +1,5 @@
-"""Run transformers' own common model tests (`ModelTesterMixin`, `ConfigTester`) on MEAMTM.
+"""Run transformers' own common tests on MEAMTM: `ModelTesterMixin` and `ConfigTester` on its models,
+`SequenceFeatureExtractionTestMixin` on its feature extractor.
 
 transformers' wheel holds no tests; its source distribution on the package index holds the common test modules
 (`tests/test_modeling_common.py`, `tests/test_configuration_common.py`, ...), though not the helper packages they
