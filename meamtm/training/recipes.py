@@ -151,7 +151,7 @@ def defaults_from_data(
         arguments["num_train_epochs"] = max(1, math.ceil(epochs * chosen.train_clips / summary.total_clips))
         choices.append(
             f"num_train_epochs={arguments['num_train_epochs']} (the {chosen.name} recipe's {epochs} epochs of "
-            f"{chosen.train_clips} clips, as many clips seen in {summary.total_clips}; a flag sets more)"
+            f"{chosen.train_clips} clips, as many clips seen in {summary.total_clips}; --num_train_epochs sets another)"
         )
     elif epochs:
         choices.append(f"num_train_epochs={epochs} (the {chosen.name} recipe's)")
