@@ -4,21 +4,14 @@ Run by `scripts/transformers_common_tests.py`, which downloads the common test m
 """
 
 import os
-import sys
 import tempfile
 import unittest
 
 import numpy as np
-import pytest
 
+from . import add_common_tests_to_path
 
-ROOT = os.environ.get("MEAMTM_TRANSFORMERS_TESTS")
-if not ROOT:
-    pytest.skip(
-        "transformers' common tests are not here: run python scripts/transformers_common_tests.py",
-        allow_module_level=True,
-    )
-sys.path.insert(0, ROOT)
+add_common_tests_to_path()
 
 from transformers.testing_utils import check_json_file_has_correct_format, require_torch  # noqa: E402
 from transformers_tests.test_sequence_feature_extraction_common import SequenceFeatureExtractionTestMixin  # noqa: E402

@@ -5,22 +5,14 @@ downloads them for the installed version and runs this file against them. Withou
 """
 
 import inspect
-import os
-import sys
 import unittest
 
-import pytest
 import torch
 from torch import nn
 
+from . import add_common_tests_to_path
 
-ROOT = os.environ.get("MEAMTM_TRANSFORMERS_TESTS")
-if not ROOT:
-    pytest.skip(
-        "transformers' common tests are not here: run python scripts/transformers_common_tests.py",
-        allow_module_level=True,
-    )
-sys.path.insert(0, ROOT)
+add_common_tests_to_path()
 
 from transformers.models.auto import modeling_auto  # noqa: E402
 from transformers.testing_utils import require_torch  # noqa: E402
