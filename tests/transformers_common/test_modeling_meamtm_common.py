@@ -38,7 +38,7 @@ class MeamtmModelTester:
         self.num_hidden_layers = config.num_hidden_layers
         self.num_attention_heads = config.num_attention_heads
         self.seq_length = config.num_patches + 2  # the cls and distillation tokens
-        self.num_samples = (config.max_length - 1) * config.hop_length + config.win_length
+        self.num_samples = config.num_samples  # the window: `max_length` frames
 
     def get_config(self) -> MeamtmConfig:
         return MeamtmConfig(**self.overrides, num_labels=self.num_labels)
