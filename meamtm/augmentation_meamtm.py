@@ -1,6 +1,6 @@
 """Training-time regularisation inside the model, on its device: patchout, SpecAugment masking, mixup,
-per-example filter-bank augmentation (vocal-tract-length perturbation, microphone tilt and band-stop) and
-Freq-MixStyle (each band's statistics mixed between clips).
+per-example filter-bank augmentation (vocal-tract-length perturbation, microphone tilt and band-stop), pitch shifts
+that keep the formants, and Freq-MixStyle (each band's statistics mixed between clips).
 
 Each piece exists only when the config turns it on (`MeamtmModel` builds `nn.Identity` otherwise) and does
 nothing outside training, so an evaluating model runs AST's exact graph and gives bit-identical outputs.
@@ -243,6 +243,53 @@ class MeamtmFilterBankAugment(nn.Module):
         return filters
 
 
+def shift_pitch(power: torch.Tensor, factors: torch.Tensor, envelope: torch.Tensor, floor: float) -> torch.Tensor:
+    """Pitch without formants: power spectra `(batch, frames, freq)`, `(batch,)` factors and the `(freq, freq)`
+    projection onto a frame's smooth envelope (`dct_projection`) -> float32 power spectra, the same shape.
+
+    Each frame's log power (floored at `floor`) is split into its envelope, `log_power @ envelope`, and the rest,
+    the harmonics of the voice's pitch; the rest alone is stretched along frequency, bin `k` taking the value at
+    bin `k / factor` (interpolated linearly, the top bin's value past it), so harmonic `h` of a pitch `f0` moves to
+    `h * factor * f0` under the same envelope. A factor of 1 gives the power back, up to rounding and the floor.
+    """
+    log_power = power.float().clamp_min(floor).log()
+    smooth = torch.matmul(log_power, envelope)
+    harmonics = log_power - smooth
+    num_frames, num_bins = power.shape[1], power.shape[2]
+    bins = torch.arange(num_bins, device=power.device, dtype=torch.float32)
+    positions = (bins[None, :] / factors[:, None].float()).clamp(max=num_bins - 1)
+    below = positions.floor().long().clamp_(0, num_bins - 2)  # so that the top bin's position takes weight 1 from it
+    fraction = (positions - below)[:, None, :]
+    index = below[:, None, :].expand(-1, num_frames, -1)
+    moved = (1 - fraction) * harmonics.gather(2, index) + fraction * harmonics.gather(2, index + 1)
+    return (smooth + moved).exp()
+
+
+class MeamtmPitchShift(nn.Module):
+    """A new pitch per example, the same vocal tract (`config.pitch_shift_semitones`), in training only.
+
+    `draw` gives each example of a batch a factor `2 ** (s / 12)`, `s` uniform in `[-pitch_shift_semitones,
+    pitch_shift_semitones]` semitones, on the batch's device, or None outside training; the frontend passes the
+    factors with each power spectrum to `shift_pitch` before the mel product. Speed perturbation moves pitch,
+    formants and tempo together and VTLP (`MeamtmFilterBankAugment`) the formants alone; this moves the pitch alone.
+    """
+
+    def __init__(self, config: MeamtmConfig):
+        super().__init__()
+        self.semitones = float(config.pitch_shift_semitones)
+        # Far below the mel floor: a frame of digital silence still gives the mel floor after the shift.
+        self.floor = config.mel_floor * 1e-4
+
+    def draw(self, batch_size: int, device: torch.device) -> torch.Tensor | None:
+        if not self.training:
+            return None
+        semitones = (2 * torch.rand(batch_size, device=device) - 1) * self.semitones
+        return torch.pow(2.0, semitones / 12)
+
+    def forward(self, power: torch.Tensor, factors: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
+        return shift_pitch(power, factors, envelope, self.floor)
+
+
 class MeamtmFreqMixStyle(nn.Module):
     """Freq-MixStyle (Schmid et al., CP-JKU, DCASE 2022; after MixStyle, Zhou et al. 2021): a recording's colour
     from another clip of the batch, per example, on the normalised log-mel, in training only.
@@ -420,6 +467,7 @@ __all__ = [
     "MeamtmMixing",
     "MeamtmMixup",
     "MeamtmPatchout",
+    "MeamtmPitchShift",
     "MeamtmSpecAugment",
     "average_test_time_predictions",
 ]

@@ -5,6 +5,10 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 
+# `pitch_shift_semitones` keeps a frame's spectral envelope up to this quefrency: harmonics of a pitch up to 400 Hz lie
+# above it.
+PITCH_ENVELOPE_QUEFRENCY_S = 0.0025
+
 @strict
 class MeamtmConfig(PreTrainedConfig):
     r"""
@@ -123,6 +127,13 @@ class MeamtmConfig(PreTrainedConfig):
             `[0, mel_band_stop_db]` dB (a notch in a microphone's response). Width 0 disables it.
             VTLP, tilt and band-stop change the filter bank per example (`(batch, freq, num_mel_bins)`), in training
             only; the frontend then takes the dense mel product.
+        pitch_shift_semitones (`float`, defaults to 0.0): a new voice's pitch with the same vocal tract, per example,
+            by the power spectrum, in training only: each example's harmonics move by `s` semitones, `s` uniform in
+            `[-pitch_shift_semitones, pitch_shift_semitones]`, while its spectral envelope (formants) and timing stay.
+            Each frame's log power spectrum is split into its envelope (the first `pitch_envelope_coefficients` of its
+            DCT, quefrencies under 2.5 ms) and the rest, the harmonics, which alone are stretched along frequency by
+            `2 ** (s / 12)`; the frontend then takes the dense mel product. Speed perturbation moves pitch, formants
+            and tempo together, VTLP formants alone; this moves pitch alone. 0 disables it.
         freq_mixstyle_probability (`float`, defaults to 0.0) / freq_mixstyle_alpha (`float`, defaults to 0.3):
             Freq-MixStyle (CP-JKU, DCASE 2022; MixStyle, Zhou et al. 2021): each example, with this probability,
             gets each mel band's mean and standard deviation over its real frames replaced by a mix of its own and
@@ -228,6 +239,7 @@ class MeamtmConfig(PreTrainedConfig):
     mel_tilt_db: float | int = 0.0
     mel_band_stop_width: int = 0
     mel_band_stop_db: float | int = 20.0
+    pitch_shift_semitones: float | int = 0.0
     freq_mixstyle_probability: float | int = 0.0
     freq_mixstyle_alpha: float | int = 0.3
     channel_dropout: float | int = 0.0
@@ -346,6 +358,17 @@ class MeamtmConfig(PreTrainedConfig):
     @property
     def uses_filter_bank_augment(self) -> bool:
         return self.vtlp_max_warp > 0 or self.mel_tilt_db > 0 or self.mel_band_stop_width > 0
+
+    @property
+    def uses_pitch_shift(self) -> bool:
+        return self.pitch_shift_semitones > 0
+
+    @property
+    def pitch_envelope_coefficients(self) -> int:
+        """DCT coefficients of a frame's log power spectrum that `pitch_shift_semitones` keeps as its envelope: those
+        of quefrencies under 2.5 ms (coefficient `k` of the `n_fft // 2 + 1` bins repeats every `sampling_rate / k`
+        Hz, so harmonics 400 Hz apart or closer, every voice's, are left out of it)."""
+        return max(1, min(self.n_fft // 2 + 1, round(PITCH_ENVELOPE_QUEFRENCY_S * self.sampling_rate)))
 
     @property
     def test_time_warp_factors(self) -> list[float]:
@@ -522,6 +545,11 @@ class MeamtmConfig(PreTrainedConfig):
             raise ValueError(
                 f"mel_band_stop_width={self.mel_band_stop_width} with mel_band_stop_db={self.mel_band_stop_db} "
                 "attenuates nothing: give a positive depth in dB, or set mel_band_stop_width=0."
+            )
+        if not 0 <= self.pitch_shift_semitones <= 12:
+            raise ValueError(
+                f"pitch_shift_semitones={self.pitch_shift_semitones} must be in [0, 12]: shifts are drawn in [-s, s] "
+                "semitones (about 2-4 covers the pitch of most adult voices around a speaker's own; 0 turns it off)."
             )
         if not 0 <= self.freq_mixstyle_probability <= 1:
             raise ValueError(

@@ -21,7 +21,7 @@ from nnAudio.features import STFT
 from torch import nn
 from transformers.audio_utils import mel_filter_bank, window_function
 
-from .augmentation_meamtm import MeamtmFilterBankAugment, MeamtmFreqMixStyle, warp_filter_bank
+from .augmentation_meamtm import MeamtmFilterBankAugment, MeamtmFreqMixStyle, MeamtmPitchShift, warp_filter_bank
 from .configuration_meamtm import MeamtmConfig
 
 
@@ -106,6 +106,8 @@ class MeamtmFrontend(nn.Module):
     In training with filter-bank augmentation (`config.uses_filter_bank_augment`), each example gets its own
     mel filter bank (`MeamtmFilterBankAugment`, `(batch, freq, num_mel_bins)`) and the mel product is a batched
     dense one; otherwise `filter_bank_augment` is `nn.Identity` and every path is the plain one. In training with
+    `config.uses_pitch_shift`, each example's power spectrum has its pitch moved under the same envelope
+    (`MeamtmPitchShift`) before a dense mel product. In training with
     `config.uses_freq_mixstyle`, the normalised features of the real frames then get another clip's band statistics
     (`MeamtmFreqMixStyle`, before any per-clip normalisation).
 
@@ -166,6 +168,10 @@ class MeamtmFrontend(nn.Module):
         self.filter_bank_augment = (
             MeamtmFilterBankAugment(config) if config.uses_filter_bank_augment else nn.Identity()
         )
+        self.pitch_shift = MeamtmPitchShift(config) if config.uses_pitch_shift else None
+        if config.uses_pitch_shift:
+            bins = config.n_fft // 2 + 1
+            self.register_buffer("pitch_envelope", torch.zeros(bins, bins, dtype=torch.float32), persistent=False)
         self.freq_mixstyle = MeamtmFreqMixStyle(config) if config.uses_freq_mixstyle else None
         self.reset_kernels()
 
@@ -192,6 +198,8 @@ class MeamtmFrontend(nn.Module):
             values["cepstral_smoothing"] = cepstral_smoothing_of(config).astype(np.float32)
         if config.uses_clip_envelope:
             values["clip_envelope"] = clip_envelope_of(config).astype(np.float32)
+        if config.uses_pitch_shift:
+            values["pitch_envelope"] = dct_projection(config.n_fft // 2 + 1, config.pitch_envelope_coefficients).astype(np.float32)
         return {name: torch.from_numpy(np.asarray(value)) for name, value in values.items()}
 
     def kernel_tensors(self) -> dict[str, torch.Tensor]:
@@ -204,6 +212,7 @@ class MeamtmFrontend(nn.Module):
             "window_mask": self.stft.window_mask,
             **({"cepstral_smoothing": self.cepstral_smoothing} if self.config.uses_cepstral_smoothing else {}),
             **({"clip_envelope": self.clip_envelope} if self.config.uses_clip_envelope else {}),
+            **({"pitch_envelope": self.pitch_envelope} if self.config.uses_pitch_shift else {}),
         }
 
     @torch.no_grad()
@@ -266,6 +275,7 @@ class MeamtmFrontend(nn.Module):
         # AST pads missing frames with zeros, then normalises.
         padding_value = config.silence_value
         per_example_filters = self.training and isinstance(self.filter_bank_augment, MeamtmFilterBankAugment)
+        pitch_factors = self.pitch_shift.draw(batch_size, waveforms.device) if self.pitch_shift is not None else None
         warped = warp is not None and warp != 1
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
             # Stored mel-major, (batch, num_mel_bins, num_frames), and returned as its transpose: the patch
@@ -282,20 +292,23 @@ class MeamtmFrontend(nn.Module):
                 if per_example_filters:
                     filters = self.filter_bank_augment(filters.float().expand(batch_size, -1, -1))
                 if self.backend_for(waveforms) == "conv":
-                    output[:, :num_frames] = self._log_mel(self._power_conv(waveforms), filters)
+                    output[:, :num_frames] = self._log_mel(self._power_conv(waveforms), filters, pitch_factors)
                 elif torch.compiler.is_compiling() or torch.jit.is_tracing():
                     # One piece while tracing: a loop over pieces would fix the batch size in the graph.
-                    output[:, :num_frames] = self._log_mel(power_of(self._squares_fft(waveforms)), filters)
+                    output[:, :num_frames] = self._log_mel(power_of(self._squares_fft(waveforms)), filters, pitch_factors)
                 else:
-                    # Filters that learn or differ per example take the dense product (every entry gets a gradient).
+                    # Filters that learn or differ per example take the dense product (every entry gets a gradient), and
+                    # so does a shifted pitch (the power changes before the product).
                     learning = self.mel_filters.requires_grad and torch.is_grad_enabled()
-                    sparse_filters = None if learning or per_example_filters else self._sparse_mel_filters(filters)
+                    dense = learning or per_example_filters or pitch_factors is not None
+                    sparse_filters = None if dense else self._sparse_mel_filters(filters)
                     for clips, frames in self._fft_pieces(batch_size, num_frames):
                         samples = slice(frames.start * config.hop_length, (frames.stop - 1) * config.hop_length + config.win_length)
                         squares = self._squares_fft(waveforms[clips, samples])
                         if sparse_filters is None:
                             piece_filters = filters[clips] if per_example_filters else filters
-                            output[clips, frames] = self._log_mel(power_of(squares), piece_filters)
+                            piece_factors = None if pitch_factors is None else pitch_factors[clips]
+                            output[clips, frames] = self._log_mel(power_of(squares), piece_filters, piece_factors)
                         else:
                             output[clips, frames] = self._log_mel_sparse(squares, sparse_filters)
                 if config.uses_cepstral_smoothing:
@@ -378,9 +391,14 @@ class MeamtmFrontend(nn.Module):
             return log_mel
         return (log_mel - self.config.spectrogram_mean) / (2 * self.config.spectrogram_std)
 
-    def _log_mel(self, power: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
+    def _log_mel(
+        self, power: torch.Tensor, filters: torch.Tensor, pitch_factors: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Power `(batch, frames, freq)` and filters `(freq, num_mel_bins)` (one bank) or `(batch, freq,
-        num_mel_bins)` (one per example) -> float32 normalised log-mel `(batch, frames, num_mel_bins)`."""
+        num_mel_bins)` (one per example) -> float32 normalised log-mel `(batch, frames, num_mel_bins)`. `pitch_factors`
+        `(batch,)`: each example's pitch shifted by its factor first (`MeamtmPitchShift`)."""
+        if pitch_factors is not None:
+            power = self.pitch_shift(power, pitch_factors, self.pitch_envelope)
         mel = torch.matmul(power.float(), filters.float())
         return self._normalize(mel.clamp_min_(self.config.mel_floor).log_())
 

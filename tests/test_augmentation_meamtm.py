@@ -1,5 +1,7 @@
-"""Patchout, SpecAugment, mixup, filter-bank augmentation and Freq-MixStyle: active only in training, per example,
+"""Patchout, SpecAugment, mixup, filter-bank augmentation, pitch shifts and Freq-MixStyle: active only in training, per example,
 on the input's device. Test-time warping: in evaluation only, the mean prediction over warped filter banks."""
+
+import math
 
 import pytest
 import torch
@@ -14,12 +16,14 @@ from meamtm.augmentation_meamtm import (
     MeamtmMixing,
     MeamtmMixup,
     MeamtmPatchout,
+    MeamtmPitchShift,
     MeamtmSpecAugment,
     average_test_time_predictions,
+    shift_pitch,
     vtlp_positions,
     warp_filter_bank,
 )
-from meamtm.frontend_meamtm import MeamtmFrontend
+from meamtm.frontend_meamtm import MeamtmFrontend, dct_projection, power_of
 from meamtm.modeling_meamtm import MeamtmDropPath
 from meamtm.modeling_meamtm import logger as modeling_logger
 
@@ -295,6 +299,8 @@ def test_gradient_checkpointing_with_patchout_gives_the_same_gradients():
         (dict(mel_tilt_db=-3), "mel_tilt_db=-3 must be >= 0"),
         (dict(mel_band_stop_width=40), "mel_band_stop_width=40 must be between 0 (off) and num_mel_bins=32"),
         (dict(mel_band_stop_width=4, mel_band_stop_db=0), "attenuates nothing"),
+        (dict(pitch_shift_semitones=13), "pitch_shift_semitones=13 must be in [0, 12]"),
+        (dict(pitch_shift_semitones=-2), "pitch_shift_semitones=-2 must be in [0, 12]"),
         (dict(freq_mixstyle_probability=1.5), "freq_mixstyle_probability=1.5 must be in [0, 1]"),
         (dict(freq_mixstyle_probability=0.4, freq_mixstyle_alpha=0), "freq_mixstyle_alpha=0 must be positive"),
         (dict(normalization="global+per_clip", channel_dropout=1.5), "channel_dropout=1.5 must be in [0, 1]"),
@@ -730,3 +736,101 @@ def test_channel_dropout_disappears_when_off_keeps_evaluation_bit_identical_and_
     with torch.no_grad():
         assert not torch.equal(dropping(inputs).logits, plain(inputs).logits)  # training drops a channel
         torch.testing.assert_close(dropping.eval()(inputs).logits, plain(inputs).logits, atol=0, rtol=0)
+
+
+PITCH_SHIFTED = dict(sampling_rate=8000, n_fft=256, win_length=200, hop_length=80, pitch_shift_semitones=3)
+
+
+def voiced(f0, sampling_rate=8000, seconds=0.5, formant=700.0):
+    """A held vowel: harmonics of `f0` under one formant-like peak, `(1, samples)`."""
+    t = torch.arange(int(seconds * sampling_rate), dtype=torch.float64) / sampling_rate
+    wave = sum(
+        math.exp(-(((h * f0 - formant) / 400) ** 2)) * torch.sin(2 * math.pi * h * f0 * t)
+        for h in range(1, int(sampling_rate / 2 / f0))
+    )
+    return (0.5 * wave / wave.abs().max()).float()[None]
+
+
+def pitch_and_envelope_peak(power, sampling_rate=8000):
+    """(pitch in Hz from the cepstral peak, frequency of the spectral envelope's peak) of `(frames, freq)` power."""
+    bins = power.shape[-1]
+    log_spectrum = power.double().mean(0).log()
+    coefficients = torch.from_numpy(dct_projection(bins, bins))  # full projection, to get at the basis below
+    k = torch.arange(bins, dtype=torch.float64)[:, None]
+    basis = torch.cos(math.pi * k * (2 * torch.arange(bins, dtype=torch.float64)[None, :] + 1) / (2 * bins))
+    cepstrum = basis @ log_spectrum
+    assert torch.allclose(coefficients @ log_spectrum, log_spectrum)
+    # coefficient q repeats every sampling_rate / q Hz: a pitch between 80 and 400 Hz peaks at q = sampling_rate / f0
+    low, high = sampling_rate // 400, sampling_rate // 80
+    quefrency = low + int(cepstrum[low:high].argmax())
+    envelope = torch.from_numpy(dct_projection(bins, 20)) @ log_spectrum
+    return sampling_rate / quefrency, float(envelope.argmax()) * sampling_rate / (2 * (bins - 1))
+
+
+@pytest.mark.parametrize("semitones", [-3, -1.5, 2, 3])
+def test_pitch_shift_moves_the_harmonics_and_keeps_the_envelope(semitones):
+    config = tiny_config(**PITCH_SHIFTED)
+    frontend = MeamtmFrontend(config)
+    power = power_of(frontend._squares_fft(voiced(150.0)))
+    factor = 2 ** (semitones / 12)
+    shifted = shift_pitch(power, torch.tensor([factor]), frontend.pitch_envelope, config.mel_floor * 1e-4)
+    pitch, peak = pitch_and_envelope_peak(power[0])
+    shifted_pitch, shifted_peak = pitch_and_envelope_peak(shifted[0])
+    assert pitch == pytest.approx(150.0, rel=0.03)
+    assert shifted_pitch == pytest.approx(150.0 * factor, rel=0.03)
+    assert shifted_peak == pytest.approx(peak, abs=70)  # the formant stays (bins are 31 Hz apart)
+
+
+def test_a_pitch_shift_of_one_gives_the_power_back_and_silence_stays_silence():
+    config = tiny_config(**PITCH_SHIFTED)
+    frontend = MeamtmFrontend(config)
+    power = power_of(frontend._squares_fft(torch.cat([voiced(120.0), torch.zeros(1, 4000)])))
+    floor = config.mel_floor * 1e-4
+    same = shift_pitch(power, torch.ones(2), frontend.pitch_envelope, floor)
+    torch.testing.assert_close(same, power.clamp_min(floor), rtol=1e-4, atol=0)  # the floor is all that changes
+    shifted = shift_pitch(power, torch.full((2,), 1.2), frontend.pitch_envelope, floor)
+    assert (shifted[1] < config.mel_floor * 1e-3).all()  # under the mel floor after any filter: still silence
+
+
+def test_pitch_shift_draws_per_example_on_the_inputs_device_in_training_only_and_is_seeded():
+    config = tiny_config(**PITCH_SHIFTED)
+    shift = MeamtmPitchShift(config).train()
+    factors = shift.draw(256, torch.device("cpu"))
+    assert factors.min() >= 2 ** (-3 / 12) and factors.max() <= 2 ** (3 / 12)
+    assert factors.unique().numel() == 256 and (factors < 1).any() and (factors > 1).any()
+    assert shift.draw(4, torch.device("meta")).device.type == "meta"
+    assert shift.eval().draw(4, torch.device("cpu")) is None
+    frontend = MeamtmFrontend(config).train()
+    clips = voiced(130.0).expand(4, -1)
+    torch.manual_seed(5)
+    features = frontend(clips)
+    assert all(not torch.equal(features[0], row) for row in features[1:])  # one draw per example
+    torch.manual_seed(5)
+    torch.testing.assert_close(frontend(clips), features, atol=0, rtol=0)
+    frontend.eval()
+    features = frontend(clips)
+    assert all(torch.equal(features[0], row) for row in features[1:])
+
+
+def test_pitch_shift_disappears_when_off_and_keeps_evaluation_bit_identical():
+    plain = classifier(**{**PITCH_SHIFTED, "pitch_shift_semitones": 0}).eval()
+    shifting = classifier(**PITCH_SHIFTED)
+    assert plain.meamtm.frontend.pitch_shift is None and not hasattr(plain.meamtm.frontend, "pitch_envelope")
+    assert isinstance(shifting.meamtm.frontend.pitch_shift, MeamtmPitchShift)
+    assert plain.state_dict().keys() == shifting.state_dict().keys()
+    shifting.load_state_dict(plain.state_dict())
+    inputs, labels = waveforms(4, 6000), torch.tensor([0, 1, 2, 1])
+    shifting.train()(inputs, labels=labels).loss.backward()
+    with torch.no_grad():
+        torch.testing.assert_close(shifting.eval()(inputs).logits, plain(inputs).logits, atol=0, rtol=0)
+        assert not torch.equal(shifting.train()(inputs).logits, plain(inputs).logits)
+
+
+@pytest.mark.parametrize("backend", ["conv", "fft"])
+def test_training_with_pitch_shift_has_finite_gradients_on_both_back_ends(backend):
+    model = classifier(stft_backend=backend, trainable_mel=True, **PITCH_SHIFTED).train()
+    inputs = torch.cat([waveforms(3, 6000), torch.zeros(1, 6000)])  # digital silence included
+    model(inputs, labels=torch.tensor([0, 1, 2, 1])).loss.backward()
+    gradients = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in gradients)
+    assert model.meamtm.frontend.mel_filters.grad.abs().sum() > 0
