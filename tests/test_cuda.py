@@ -29,6 +29,7 @@ AUGMENTED = dict(
     mixup_alpha=0.3,
     drop_path_rate=0.1,
     freq_mixstyle_probability=0.5,
+    pitch_shift_semitones=2,
 )
 
 
