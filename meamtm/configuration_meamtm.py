@@ -9,6 +9,7 @@ from transformers import PreTrainedConfig
 # above it.
 PITCH_ENVELOPE_QUEFRENCY_S = 0.0025
 
+
 @strict
 class MeamtmConfig(PreTrainedConfig):
     r"""
@@ -366,8 +367,8 @@ class MeamtmConfig(PreTrainedConfig):
     @property
     def pitch_envelope_coefficients(self) -> int:
         """DCT coefficients of a frame's log power spectrum that `pitch_shift_semitones` keeps as its envelope: those
-        of quefrencies under 2.5 ms (coefficient `k` of the `n_fft // 2 + 1` bins repeats every `sampling_rate / k`
-        Hz, so harmonics 400 Hz apart or closer, every voice's, are left out of it)."""
+        of quefrencies under 2.5 ms (coefficient `k` of the `n_fft // 2 + 1` bins repeats about every
+        `sampling_rate / k` Hz, so harmonics 400 Hz apart or closer, every voice's, are left out of it)."""
         return max(1, min(self.n_fft // 2 + 1, round(PITCH_ENVELOPE_QUEFRENCY_S * self.sampling_rate)))
 
     @property

@@ -199,7 +199,8 @@ class MeamtmFrontend(nn.Module):
         if config.uses_clip_envelope:
             values["clip_envelope"] = clip_envelope_of(config).astype(np.float32)
         if config.uses_pitch_shift:
-            values["pitch_envelope"] = dct_projection(config.n_fft // 2 + 1, config.pitch_envelope_coefficients).astype(np.float32)
+            bins = config.n_fft // 2 + 1
+            values["pitch_envelope"] = dct_projection(bins, config.pitch_envelope_coefficients).astype(np.float32)
         return {name: torch.from_numpy(np.asarray(value)) for name, value in values.items()}
 
     def kernel_tensors(self) -> dict[str, torch.Tensor]:
