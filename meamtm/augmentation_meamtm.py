@@ -183,15 +183,21 @@ def warp_filter_bank(filters: torch.Tensor, factors: torch.Tensor) -> torch.Tens
     """
     if filters.dim() == 2:
         filters = filters.expand(factors.shape[0], -1, -1)
-    num_bins = filters.shape[1]
-    positions = vtlp_positions(factors, num_bins)
-    # The bin below each position, at most the last but one, so that a position on the Nyquist bin takes
-    # weight 1 from it through the upper neighbour.
+    return interpolate_bins(filters, vtlp_positions(factors, filters.shape[1]), dim=1)
+
+
+def interpolate_bins(values: torch.Tensor, positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """`(batch, n, m)` values whose frequency bins run along `dim` (1 or 2) and `(batch, bins)` fractional positions in
+    `[0, bins - 1]` -> the values at those positions, linear between neighbouring bins, the same shape.
+
+    The bin below each position is at most the last but one, so that a position on the last bin takes weight 1
+    from it through the upper neighbour; a whole-number position gives that bin's values exactly.
+    """
+    num_bins = values.shape[dim]
     below = positions.floor().long().clamp_(0, num_bins - 2)
-    fraction = (positions - below)[..., None].to(filters.dtype)
-    index = below[..., None].expand(-1, -1, filters.shape[-1])
-    lower_rows, upper_rows = filters.gather(1, index), filters.gather(1, index + 1)
-    return (1 - fraction) * lower_rows + fraction * upper_rows
+    fraction = (positions - below).to(values.dtype).unsqueeze(3 - dim)
+    index = below.unsqueeze(3 - dim).expand_as(values)
+    return (1 - fraction) * values.gather(dim, index) + fraction * values.gather(dim, index + 1)
 
 
 class MeamtmFilterBankAugment(nn.Module):
@@ -255,14 +261,10 @@ def shift_pitch(power: torch.Tensor, factors: torch.Tensor, envelope: torch.Tens
     log_power = power.float().clamp_min(floor).log()
     smooth = torch.matmul(log_power, envelope)
     harmonics = log_power - smooth
-    num_frames, num_bins = power.shape[1], power.shape[2]
+    num_bins = power.shape[-1]
     bins = torch.arange(num_bins, device=power.device, dtype=torch.float32)
     positions = (bins[None, :] / factors[:, None].float()).clamp(max=num_bins - 1)
-    below = positions.floor().long().clamp_(0, num_bins - 2)  # so that the top bin's position takes weight 1 from it
-    fraction = (positions - below)[:, None, :]
-    index = below[:, None, :].expand(-1, num_frames, -1)
-    moved = (1 - fraction) * harmonics.gather(2, index) + fraction * harmonics.gather(2, index + 1)
-    return (smooth + moved).exp()
+    return (smooth + interpolate_bins(harmonics, positions, dim=2)).exp()
 
 
 class MeamtmPitchShift(nn.Module):
