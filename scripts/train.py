@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import meamtm  # noqa: E402, F401  (registers the Auto classes)
 from meamtm.audio_io import load_audio  # noqa: E402
 from meamtm.training.augmentation import WaveformAugmentation  # noqa: E402
+from meamtm.training.averaging import WeightAveraging, check_start, check_trainer  # noqa: E402
 from meamtm.training.collate import AudioCollator, AudioTransform, EpochCallback, prepare_dataset, unreadable_files  # noqa: E402
 from meamtm.training.data import (  # noqa: E402
     check_columns,
@@ -142,6 +143,13 @@ class ModelArguments:
     average_last_checkpoints: int = field(
         default=0, metadata={"help": "Average the weights of the last N checkpoints at the end (AST/PSLA); 0 = off."}
     )
+    weight_averaging_start: float = field(
+        default=0.0,
+        metadata={
+            "help": "Average the weights of every optimizer step after this fraction of training (SWA), e.g. 0.5, "
+            "and save the average; 0 = off."
+        },
+    )
     test_time_max_warp: float | None = field(
         default=None,
         metadata={
@@ -232,6 +240,20 @@ def keep_checkpoints_to_average(command: list[str] | dict, args: Arguments) -> N
         )
     args.training.save_total_limit = count
     logger.info(f"save_total_limit={count}, the checkpoints --average_last_checkpoints {count} averages.")
+
+
+def weight_averaging(args: Arguments, checkpoint: str | None) -> WeightAveraging | None:
+    """`--weight_averaging_start`'s callback (resuming from `checkpoint`), checked up front; `None` when off."""
+    start, count = args.model.weight_averaging_start, args.model.average_last_checkpoints
+    if not start:
+        return None
+    check_start(start)
+    if count > 1:
+        raise ValueError(
+            f"--weight_averaging_start {start} and --average_last_checkpoints {count} both average the weights: "
+            "give one of them."
+        )
+    return WeightAveraging(start, resume_from=checkpoint)
 
 
 def uses_data_defaults(args: Arguments) -> bool:
@@ -367,6 +389,8 @@ def recipe_card(args: Arguments, trainer) -> dict:
         "balanced sampling": args.data.balanced_sampling,
         "padding mode": trainer.model.config.padding_mode,
         "weights averaged over last checkpoints": model.average_last_checkpoints or "no",
+        "weights averaged over the steps after": f"{model.weight_averaging_start:g} of training"
+        if model.weight_averaging_start else "no",
         "test-time augmentation": test_time_text(trainer.model.config, off="no"),
     }
 
@@ -431,6 +455,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.model.ignore_mismatched_sizes, args.model.trust_remote_code,
     )
     test_time = test_time_settings(model.config, args.model)  # a bad value fails now, not after training
+    checkpoint = resume_point(args.training)
+    averaging = weight_averaging(args, checkpoint)
     datasets, train_transform, fault_log = prepare_data(splits, labels, extractor, args, model.config.padding_mode)
     weights = None
     if args.data.balanced_sampling and not args.data.train_shards:  # shards draw balanced clips in the stream
@@ -439,10 +465,14 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = MeamtmTrainer(
         model=model, args=args.training, train_dataset=datasets["train"], eval_dataset=datasets.get("eval"),
         data_collator=AudioCollator(), processing_class=extractor, compute_metrics=make_compute_metrics(labels),
-        callbacks=[EpochCallback(train_transform)], sampling_weights=weights,
+        callbacks=[EpochCallback(train_transform), *([averaging] if averaging else [])], sampling_weights=weights,
     )
+    if averaging:
+        check_trainer(trainer)
 
-    train_metrics = train_or_finish(trainer, resume_point(args.training))
+    train_metrics = train_or_finish(trainer, checkpoint)
+    if averaging:
+        averaging.apply(trainer.model)
     if args.model.average_last_checkpoints > 1:
         average_last_checkpoints(trainer, args.model.average_last_checkpoints)
     if test_time:

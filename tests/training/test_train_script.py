@@ -20,6 +20,8 @@ import soundfile
 import torch
 from safetensors.torch import load_file
 
+from meamtm.training.averaging import AVERAGE_FILE
+
 from ..conftest import REPO
 
 
@@ -356,6 +358,39 @@ def test_weight_averaging_of_last_checkpoints(straight_run, fsdd_small, tmp_path
     b = load_file(str(straight_run / "checkpoint-12" / "model.safetensors"))
     for key in averaged:
         torch.testing.assert_close(averaged[key], (a[key] + b[key]) / 2, atol=1e-6, rtol=0)
+
+
+def test_weight_averaging_over_the_last_steps(straight_run, fsdd_small, tmp_path):
+    import shutil
+
+    # Every step saved: the saved model is the mean of steps 7-12's weights (the second half of 12), and training
+    # itself is the straight run's (the mean draws no random numbers and changes no weight it reads).
+    averaging = ["--per_device_train_batch_size", "4", "--weight_averaging_start", "0.5"]
+    every_step = tmp_path / "every_step"
+    train_script.main(run_args({"train": fsdd_small["train"]}, every_step, *RESUME_RUN, *averaging, "--save_steps", "1"))
+    steps = [load_file(str(every_step / f"checkpoint-{step}" / "model.safetensors")) for step in range(7, 13)]
+    averaged = load_file(str(every_step / "model.safetensors"))
+    assert not (every_step / "checkpoint-6" / AVERAGE_FILE).exists() and (every_step / "checkpoint-7" / AVERAGE_FILE).exists()
+    for key, value in averaged.items():
+        expected = sum(step[key].double() for step in steps) / len(steps) if value.is_floating_point() else steps[-1][key]
+        torch.testing.assert_close(value, expected.to(value.dtype), atol=1e-6, rtol=0, msg=lambda m: f"{key}: {m}")
+    assert_same_weights(straight_run / "checkpoint-12", every_step / "checkpoint-12", atol=1e-6)
+    assert not torch.equal(averaged["classifier.dense.weight"], steps[-1]["classifier.dense.weight"])
+
+    # Killed after step 8 and run again: it resumes with checkpoint-8's mean and ends on the same average.
+    resumed = tmp_path / "resumed"
+    shutil.copytree(every_step / "checkpoint-8", resumed / "checkpoint-8")
+    train_script.main(run_args({"train": fsdd_small["train"]}, resumed, *RESUME_RUN, *averaging))
+    assert_same_weights(every_step, resumed, atol=1e-6)
+
+
+def test_weight_averaging_is_refused_beside_checkpoint_averaging(fsdd_small, tmp_path):
+    with pytest.raises(ValueError, match="--weight_averaging_start 0.5 and --average_last_checkpoints 2 both average"):
+        train_script.main(run_args(fsdd_small, tmp_path, "--max_steps", "2", "--weight_averaging_start", "0.5",
+                                   "--average_last_checkpoints", "2"))
+    with pytest.raises(ValueError, match="--weight_averaging_start 1.5 is not a fraction of training"):
+        train_script.main(run_args(fsdd_small, tmp_path, "--max_steps", "2", "--weight_averaging_start", "1.5"))
+    assert not (tmp_path / "checkpoint-1").exists()  # refused before training
 
 
 def test_test_time_augmentation_applies_to_the_saved_model_and_the_final_evaluation_only(fsdd_small, tmp_path):
