@@ -118,7 +118,8 @@ def test_the_mean_stays_on_the_weights_device():
 
 @pytest.mark.parametrize("start", [0, 1, 1.5, -0.1, math.nan, "half"])
 def test_a_start_outside_the_run_is_refused(start):
-    with pytest.raises(ValueError, match=rf"--weight_averaging_start {start!r} is not a fraction of training in \(0, 1\)"):
+    expected = rf"--weight_averaging_start {start!r} is not a fraction of training in \(0, 1\)"
+    with pytest.raises(ValueError, match=expected):
         check_start(start)
 
 
