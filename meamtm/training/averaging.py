@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 from transformers.utils import logging
@@ -64,8 +65,6 @@ class WeightAveraging(TrainerCallback):
         path = Path(folder) / AVERAGE_FILE
         if not path.is_file():
             return False
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as handle:
             self.count = int(handle.metadata()["count"])
         self.average = load_file(str(path))
