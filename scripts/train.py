@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import meamtm  # noqa: E402, F401  (registers the Auto classes)
 from meamtm.audio_io import load_audio  # noqa: E402
 from meamtm.training.augmentation import WaveformAugmentation  # noqa: E402
-from meamtm.training.averaging import WeightAveraging, check_start, check_trainer  # noqa: E402
+from meamtm.training.averaging import WeightAveraging, check_trainer  # noqa: E402
 from meamtm.training.collate import AudioCollator, AudioTransform, EpochCallback, prepare_dataset, unreadable_files  # noqa: E402
 from meamtm.training.data import (  # noqa: E402
     check_columns,
@@ -243,11 +243,10 @@ def keep_checkpoints_to_average(command: list[str] | dict, args: Arguments) -> N
 
 
 def weight_averaging(args: Arguments, checkpoint: str | None) -> WeightAveraging | None:
-    """`--weight_averaging_start`'s callback (resuming from `checkpoint`), checked up front; `None` when off."""
+    """`--weight_averaging_start`'s callback (resuming from `checkpoint`; it checks the value), or `None` when off."""
     start, count = args.model.weight_averaging_start, args.model.average_last_checkpoints
     if not start:
         return None
-    check_start(start)
     if count > 1:
         raise ValueError(
             f"--weight_averaging_start {start} and --average_last_checkpoints {count} both average the weights: "
