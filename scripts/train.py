@@ -28,13 +28,13 @@ from pathlib import Path
 
 import transformers
 from transformers import HfArgumentParser, pipeline
-from transformers.trainer_utils import set_seed
+from transformers.trainer_utils import SchedulerType, set_seed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 import meamtm  # noqa: E402, F401  (registers the Auto classes)
 from meamtm.audio_io import load_audio  # noqa: E402
 from meamtm.training.augmentation import WaveformAugmentation  # noqa: E402
-from meamtm.training.averaging import WeightAveraging, check_trainer  # noqa: E402
+from meamtm.training.averaging import WeightAveraging, check_trainer, is_sharded  # noqa: E402
 from meamtm.training.collate import AudioCollator, AudioTransform, EpochCallback, prepare_dataset, unreadable_files  # noqa: E402
 from meamtm.training.data import (  # noqa: E402
     check_columns,
@@ -242,17 +242,52 @@ def keep_checkpoints_to_average(command: list[str] | dict, args: Arguments) -> N
     logger.info(f"save_total_limit={count}, the checkpoints --average_last_checkpoints {count} averages.")
 
 
-def weight_averaging(args: Arguments, checkpoint: str | None) -> WeightAveraging | None:
-    """`--weight_averaging_start`'s callback (resuming from `checkpoint`; it checks the value), or `None` when off."""
+def weight_averaging(command: list[str] | dict, args: Arguments, checkpoint: str | None) -> WeightAveraging | None:
+    """`--weight_averaging_start`'s callback (resuming from `checkpoint`; it checks the value), or `None` when off.
+
+    Beside `--average_last_checkpoints` or `--load_best_model_at_end`, which choose other final weights, it is
+    refused when the command gives both, and turned off when the start comes from a recipe or the data defaults
+    (`drop_default_averaging`).
+    """
     start, count = args.model.weight_averaging_start, args.model.average_last_checkpoints
     if not start:
         return None
-    if count > 1:
+    other = (f"--average_last_checkpoints {count}", "averages checkpoints") if count > 1 else (
+        ("--load_best_model_at_end", "keeps the best checkpoint") if args.training.load_best_model_at_end else None)
+    if other is None:
+        return WeightAveraging(start, resume_from=checkpoint)
+    if "weight_averaging_start" in given_arguments(command):
         raise ValueError(
-            f"--weight_averaging_start {start} and --average_last_checkpoints {count} both average the weights: "
-            "give one of them."
+            f"--weight_averaging_start {start} and {other[0]} both choose the final weights (one averages the "
+            f"steps after {start:g} of training, the other {other[1]}): give one of them."
         )
-    return WeightAveraging(start, resume_from=checkpoint)
+    drop_default_averaging(command, args, f"{other[0]} {other[1]} instead")
+    return None
+
+
+def drop_default_averaging(command: list[str] | dict, args: Arguments, reason: str) -> None:
+    """Turn off weight averaging that a recipe or the data defaults chose, with the constant learning rate chosen for
+    it (the last weights at a constant rate are worse than a decayed run's), and log both."""
+    args.model.weight_averaging_start = 0.0
+    message = f"weight_averaging_start=0: {reason}"
+    if args.training.lr_scheduler_type == SchedulerType.CONSTANT_WITH_WARMUP and (
+        "lr_scheduler_type" not in given_arguments(command)
+    ):
+        args.training.lr_scheduler_type = SchedulerType.LINEAR
+        message += "; lr_scheduler_type=linear, as the constant rate of the recipe is meant for the average"
+    logger.warning(message + " (give the flags to choose otherwise).")
+
+
+def averaging_for_trainer(command: list[str] | dict, args: Arguments, trainer, averaging: WeightAveraging | None):
+    """`averaging`, or `None` when the trainer shards the weights (FSDP, DeepSpeed) and the averaging came from a
+    recipe or the data defaults; refused (`check_trainer`) when the command asked for it."""
+    if averaging is None or not is_sharded(trainer):
+        return averaging
+    if "weight_averaging_start" in given_arguments(command):
+        check_trainer(trainer)
+    trainer.remove_callback(averaging)
+    drop_default_averaging(command, args, "each process holds a shard of the weights (FSDP or DeepSpeed)")
+    return None
 
 
 def uses_data_defaults(args: Arguments) -> bool:
@@ -384,6 +419,7 @@ def recipe_card(args: Arguments, trainer) -> dict:
         "epochs": training.num_train_epochs if training.max_steps <= 0 else f"{training.max_steps} steps",
         "batch size": training.per_device_train_batch_size * training.world_size * training.gradient_accumulation_steps,
         "learning rate": training.learning_rate,
+        "learning rate schedule": f"{SchedulerType(training.lr_scheduler_type).value}, warm-up {training.warmup_steps:g}",
         "augmentation": args.data.augmentation,
         "balanced sampling": args.data.balanced_sampling,
         "padding mode": trainer.model.config.padding_mode,
@@ -455,7 +491,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     test_time = test_time_settings(model.config, args.model)  # a bad value fails now, not after training
     checkpoint = resume_point(args.training)
-    averaging = weight_averaging(args, checkpoint)
+    averaging = weight_averaging(command, args, checkpoint)
     datasets, train_transform, fault_log = prepare_data(splits, labels, extractor, args, model.config.padding_mode)
     weights = None
     if args.data.balanced_sampling and not args.data.train_shards:  # shards draw balanced clips in the stream
@@ -466,8 +502,7 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator=AudioCollator(), processing_class=extractor, compute_metrics=make_compute_metrics(labels),
         callbacks=[EpochCallback(train_transform), *([averaging] if averaging else [])], sampling_weights=weights,
     )
-    if averaging:
-        check_trainer(trainer)
+    averaging = averaging_for_trainer(command, args, trainer, averaging)
 
     train_metrics = train_or_finish(trainer, checkpoint)
     if averaging:

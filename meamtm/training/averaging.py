@@ -119,13 +119,18 @@ class WeightAveraging(TrainerCallback):
         logger.info(f"Weights averaged over the last {self.count} optimizer steps.")
 
 
+def is_sharded(trainer) -> bool:
+    """Whether the trainer's processes each hold a shard of the weights (FSDP, DeepSpeed)."""
+    return bool(getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False))
+
+
 def check_trainer(trainer) -> None:
     """Refuse a run whose processes each hold a shard of the weights: the mean needs them whole."""
-    if getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False):
+    if is_sharded(trainer):
         raise ValueError(
             "--weight_averaging_start needs each process to hold the whole model; it is not supported under FSDP "
             "or DeepSpeed: use --average_last_checkpoints N, which averages saved checkpoints, instead."
         )
 
 
-__all__ = ["AVERAGE_FILE", "WeightAveraging", "averaged_names", "check_start", "check_trainer"]
+__all__ = ["AVERAGE_FILE", "WeightAveraging", "averaged_names", "check_start", "check_trainer", "is_sharded"]

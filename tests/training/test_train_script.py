@@ -13,6 +13,7 @@ import sys
 import time
 from concurrent.futures import Future
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -391,12 +392,59 @@ def test_weight_averaging_over_the_last_steps(straight_run, fsdd_small, tmp_path
 
 
 def test_weight_averaging_is_refused_beside_checkpoint_averaging(fsdd_small, tmp_path):
-    with pytest.raises(ValueError, match="--weight_averaging_start 0.5 and --average_last_checkpoints 2 both average"):
+    with pytest.raises(ValueError, match="--weight_averaging_start 0.5 and --average_last_checkpoints 2 both choose the final weights"):
         train_script.main(run_args(fsdd_small, tmp_path, "--max_steps", "2", "--weight_averaging_start", "0.5",
                                    "--average_last_checkpoints", "2"))
     with pytest.raises(ValueError, match="--weight_averaging_start 1.5 is not a fraction of training"):
         train_script.main(run_args(fsdd_small, tmp_path, "--max_steps", "2", "--weight_averaging_start", "1.5"))
     assert not (tmp_path / "checkpoint-1").exists()  # refused before training
+
+
+def test_a_recipes_weight_averaging_yields_to_checkpoint_averaging_and_sharded_weights(caplog):
+    from meamtm.training.averaging import WeightAveraging
+
+    command = ["--recipe", "fsdd", "--average_last_checkpoints", "2"]
+    args = train_script.parse_arguments(command)
+    assert args.model.weight_averaging_start == 0.5 and args.training.lr_scheduler_type == "constant_with_warmup"
+    assert train_script.weight_averaging(command, args, None) is None
+    # Off, and the constant learning rate chosen for the average with it; both logged.
+    assert args.model.weight_averaging_start == 0 and args.training.lr_scheduler_type == "linear"
+    assert ("weight_averaging_start=0: --average_last_checkpoints 2 averages checkpoints instead; "
+            "lr_scheduler_type=linear") in caplog.text
+    # A schedule the command gives stays.
+    command = [*command, "--lr_scheduler_type", "constant_with_warmup"]
+    args = train_script.parse_arguments(command)
+    assert train_script.weight_averaging(command, args, None) is None
+    assert args.training.lr_scheduler_type == "constant_with_warmup"
+    # The best checkpoint, asked for, wins over the recipe's average too.
+    command = ["--recipe", "fsdd", "--load_best_model_at_end", "true", "--save_strategy", "epoch",
+               "--eval_strategy", "epoch"]
+    args = train_script.parse_arguments(command)
+    assert train_script.weight_averaging(command, args, None) is None and args.model.weight_averaging_start == 0
+    assert "weight_averaging_start=0: --load_best_model_at_end keeps the best checkpoint instead" in caplog.text
+    with pytest.raises(ValueError, match="--weight_averaging_start 0.5 and --load_best_model_at_end both choose"):
+        train_script.weight_averaging([*command, "--weight_averaging_start", "0.5"],
+                                      train_script.parse_arguments([*command, "--weight_averaging_start", "0.5"]), None)
+
+    def trainer(sharded: bool, removed: list):
+        return SimpleNamespace(is_fsdp_enabled=sharded, is_deepspeed_enabled=False, remove_callback=removed.append)
+
+    command = ["--recipe", "fsdd"]
+    args = train_script.parse_arguments(command)
+    averaging = train_script.weight_averaging(command, args, None)
+    assert isinstance(averaging, WeightAveraging)
+    removed = []
+    assert train_script.averaging_for_trainer(command, args, trainer(False, removed), averaging) is averaging
+    assert not removed and args.model.weight_averaging_start == 0.5
+    assert train_script.averaging_for_trainer(command, args, trainer(True, removed), averaging) is None
+    assert removed == [averaging] and args.training.lr_scheduler_type == "linear"
+    assert "weight_averaging_start=0: each process holds a shard of the weights" in caplog.text
+    # Asked for on the command line: refused, as without a recipe.
+    command = ["--recipe", "fsdd", "--weight_averaging_start", "0.5"]
+    args = train_script.parse_arguments(command)
+    averaging = train_script.weight_averaging(command, args, None)
+    with pytest.raises(ValueError, match="not supported under FSDP or DeepSpeed"):
+        train_script.averaging_for_trainer(command, args, trainer(True, []), averaging)
 
 
 def test_test_time_augmentation_applies_to_the_saved_model_and_the_final_evaluation_only(fsdd_small, tmp_path):
@@ -534,7 +582,9 @@ def test_only_data_arguments_size_the_model_from_the_clips_and_use_the_fsdd_reci
     assert state["train_batch_size"] == recipe.arguments["per_device_train_batch_size"]
     card = (tmp_path / "out" / "README.md").read_text()
     assert f"learning rate: {recipe.arguments['learning_rate']}" in card and "tilt=0.5" in card
-    for key in ("learning_rate", "tilt", "normalization", "sampling_rate", "max_length"):
+    assert "learning rate schedule: constant_with_warmup" in card
+    assert f"weights averaged over the steps after: {recipe.arguments['weight_averaging_start']:g} of training" in card
+    for key in ("learning_rate", "tilt", "normalization", "sampling_rate", "max_length", "weight_averaging_start"):
         assert f"  {key}=" in caplog.text  # every choice is logged
     # The recipe's schedule too (here --max_steps, given, wins over it in the Trainer).
     assert f"  num_train_epochs={recipe.arguments['num_train_epochs']} (the fsdd recipe's)" in caplog.text
