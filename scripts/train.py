@@ -419,7 +419,8 @@ def recipe_card(args: Arguments, trainer) -> dict:
         "epochs": training.num_train_epochs if training.max_steps <= 0 else f"{training.max_steps} steps",
         "batch size": training.per_device_train_batch_size * training.world_size * training.gradient_accumulation_steps,
         "learning rate": training.learning_rate,
-        "learning rate schedule": f"{SchedulerType(training.lr_scheduler_type).value}, warm-up {training.warmup_steps:g}",
+        "learning rate schedule": f"{SchedulerType(training.lr_scheduler_type).value}, warm-up "
+        + (f"{training.warmup_steps:.0%} of the steps" if 0 < training.warmup_steps < 1 else f"{training.warmup_steps:g} steps"),
         "augmentation": args.data.augmentation,
         "balanced sampling": args.data.balanced_sampling,
         "padding mode": trainer.model.config.padding_mode,

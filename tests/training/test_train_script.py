@@ -582,7 +582,7 @@ def test_only_data_arguments_size_the_model_from_the_clips_and_use_the_fsdd_reci
     assert state["train_batch_size"] == recipe.arguments["per_device_train_batch_size"]
     card = (tmp_path / "out" / "README.md").read_text()
     assert f"learning rate: {recipe.arguments['learning_rate']}" in card and "tilt=0.5" in card
-    assert "learning rate schedule: constant_with_warmup" in card
+    assert "learning rate schedule: constant_with_warmup, warm-up 5% of the steps" in card
     assert f"weights averaged over the steps after: {recipe.arguments['weight_averaging_start']:g} of training" in card
     for key in ("learning_rate", "tilt", "normalization", "sampling_rate", "max_length", "weight_averaging_start"):
         assert f"  {key}=" in caplog.text  # every choice is logged
