@@ -79,6 +79,8 @@ RESUME_RUN = [
     "--max_steps", "12", "--save_strategy", "steps", "--save_steps", "4", "--eval_strategy", "no",
     "--learning_rate", "1e-3", "--gain_db", "6", "--shift_s", "0.1", "--noise_snr_db", "20",
     "--train_sampling_strategy", "random", "--save_total_limit", "0",  # every checkpoint kept, for the copies below
+    # The data defaults' schedule, given: a resumed run that averages checkpoints instead of steps keeps it.
+    "--lr_scheduler_type", "constant_with_warmup",
 ]
 
 
