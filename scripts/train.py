@@ -407,6 +407,12 @@ def evaluate(trainer, datasets: dict, train_metrics: dict, fault_log: str) -> tu
     return metrics, prediction
 
 
+def warmup_text(training) -> str:
+    """The Trainer's `warmup_steps` as the card reads it: below 1 a share of the steps, else a count."""
+    steps = training.warmup_steps
+    return f"{steps:.0%} of the steps" if 0 < steps < 1 else f"{steps:g} steps"
+
+
 def recipe_card(args: Arguments, trainer) -> dict:
     """The settings of this run, as the model card lists them."""
     training, model = trainer.args, args.model
@@ -419,8 +425,7 @@ def recipe_card(args: Arguments, trainer) -> dict:
         "epochs": training.num_train_epochs if training.max_steps <= 0 else f"{training.max_steps} steps",
         "batch size": training.per_device_train_batch_size * training.world_size * training.gradient_accumulation_steps,
         "learning rate": training.learning_rate,
-        "learning rate schedule": f"{SchedulerType(training.lr_scheduler_type).value}, warm-up "
-        + (f"{training.warmup_steps:.0%} of the steps" if 0 < training.warmup_steps < 1 else f"{training.warmup_steps:g} steps"),
+        "learning rate schedule": f"{SchedulerType(training.lr_scheduler_type).value}, warm-up {warmup_text(training)}",
         "augmentation": args.data.augmentation,
         "balanced sampling": args.data.balanced_sampling,
         "padding mode": trainer.model.config.padding_mode,

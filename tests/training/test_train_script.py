@@ -394,7 +394,8 @@ def test_weight_averaging_over_the_last_steps(straight_run, fsdd_small, tmp_path
 
 
 def test_weight_averaging_is_refused_beside_checkpoint_averaging(fsdd_small, tmp_path):
-    with pytest.raises(ValueError, match="--weight_averaging_start 0.5 and --average_last_checkpoints 2 both choose the final weights"):
+    refusal = "--weight_averaging_start 0.5 and --average_last_checkpoints 2 both choose the final weights"
+    with pytest.raises(ValueError, match=refusal):
         train_script.main(run_args(fsdd_small, tmp_path, "--max_steps", "2", "--weight_averaging_start", "0.5",
                                    "--average_last_checkpoints", "2"))
     with pytest.raises(ValueError, match="--weight_averaging_start 1.5 is not a fraction of training"):
