@@ -105,6 +105,9 @@ class DataTrainingArguments:
         default=0.0, metadata={"help": "Training augmentation: noise coloured by a pole b in [-N, N] (0: white)."}
     )
     speed: float = field(default=0.0, metadata={"help": "Training augmentation: speed factor in [1-N, 1+N]."})
+    tempo: float = field(
+        default=0.0, metadata={"help": "Training augmentation: tempo factor in [1-N, 1+N], pitch and formants kept."}
+    )
     tilt: float = field(default=0.0, metadata={"help": "Training augmentation: spectral tilt x[n] - a x[n-1], |a| <= N."})
     reverb_s: float = field(
         default=0.0, metadata={"help": "Training augmentation: half the clips reverberated, RT60 in [N/4, N] seconds."}

@@ -1,5 +1,5 @@
-"""Waveform augmentation for training: random gain, delay, noise, speed, spectral tilt and reverberation, drawn
-per clip.
+"""Waveform augmentation for training: random gain, delay, noise, speed, tempo, spectral tilt and reverberation,
+drawn per clip.
 
 It runs in the data loader on each decoded clip, before cropping (`meamtm.training.collate`), with a generator
 seeded per (seed, epoch, clip), so runs are reproducible. Augmentation of the log-mel (SpecAugment, patchout,
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import fftconvolve, lfilter, resample_poly
 
 # Speed factors are rounded to fractions with at most this denominator (steps of under 1/64 near 1), which keeps
@@ -30,6 +31,45 @@ def change_speed(wave: np.ndarray, factor: float) -> np.ndarray:
     if ratio == 1 or len(wave) < 2:
         return wave
     return resample_poly(wave, ratio.denominator, ratio.numerator).astype(np.float32)
+
+
+def change_tempo(
+    wave: np.ndarray, factor: float, sampling_rate: int, frame_s: float = 0.02, tolerance_s: float = 0.005
+) -> np.ndarray:
+    """`(num_samples,)` -> `(about num_samples / factor,)`: spoken `factor` times as fast, pitch and formants kept.
+
+    WSOLA (waveform-similarity overlap-add, Verhelst & Roelands 1993): Hann frames of `frame_s` seconds are laid
+    down every half frame of the output, each read from about `factor` times its output position in the input,
+    moved by up to `tolerance_s` seconds to where it best continues the frame before it (the largest
+    cross-correlation with what followed that frame in the input), so that the periods of a voiced sound line up
+    and no pitch change or phasing is heard. The overlap-added frames are divided by the sum of their windows,
+    which keeps the level. A factor of 1 returns `wave` itself.
+    """
+    if factor == 1 or len(wave) < 2:
+        return wave
+    frame = max(2, 2 * round(frame_s * sampling_rate / 2))
+    hop = frame // 2
+    tolerance = max(1, round(tolerance_s * sampling_rate))
+    length = max(1, round(len(wave) / factor))
+    count = length // hop + 2
+    # Zeros around the clip: a frame may be read up to `tolerance` before its start and a frame past its end.
+    offset = tolerance + frame
+    padded = np.concatenate((np.zeros(offset), wave.astype(np.float64), np.zeros(int(count * hop * factor) + 2 * offset)))
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(frame) / frame)
+    output = np.zeros(count * hop + frame)
+    weight = np.zeros_like(output)
+    position = 0  # where the previous frame was read, in samples of `wave`
+    for index in range(count):
+        nominal = int(round(index * hop * factor))
+        if index > 0:
+            continuation = padded[offset + position + hop : offset + position + hop + frame]
+            start = offset + nominal - tolerance
+            candidates = sliding_window_view(padded[start : start + 2 * tolerance + frame], frame)
+            nominal += int(np.argmax(candidates @ continuation)) - tolerance
+        position = nominal
+        output[index * hop : index * hop + frame] += padded[offset + position : offset + position + frame] * window
+        weight[index * hop : index * hop + frame] += window
+    return (output / np.maximum(weight, 1e-3))[:length].astype(np.float32)
 
 
 def room_impulse_response(rng: np.random.Generator, rt60_s: float, sampling_rate: int) -> np.ndarray:
@@ -88,6 +128,8 @@ class WaveformAugmentation:
         the SNR: from low rumble (`b > 0`) to high hiss (`b < 0`), as microphones and rooms differ in their noise.
     speed: play faster or slower by a random factor in [1 - speed, 1 + speed] (tempo and pitch change together;
         `change_speed`).
+    tempo: speak faster or slower by a random factor in [1 - tempo, 1 + tempo], pitch and formants kept
+        (`change_tempo`): another speaker's pace. Needs `sampling_rate`.
     tilt: random spectral tilt, the first-order filter `y[n] = x[n] - a x[n - 1]` with `a` uniform in
         [-tilt, tilt]: gain `1 - a` at 0 Hz and `1 + a` at the Nyquist frequency (0.5: up to +-9.5 dB between
         them), as different microphones and rooms tilt a voice's spectrum.
@@ -105,6 +147,7 @@ class WaveformAugmentation:
     noise_color: float = 0.0
     trim_s: float = 0.0
     trim_db: float = 0.0
+    tempo: float = 0.0
 
     def __post_init__(self):
         if not 0 <= self.noise_color < 1:
@@ -112,11 +155,16 @@ class WaveformAugmentation:
                 f"noise_color={self.noise_color} must be in [0, 1): the noise filter's pole |b| must stay below 1 "
                 "(0 = white noise, 0.9 = strongly coloured)."
             )
+        if not 0 <= self.tempo < 1:
+            raise ValueError(
+                f"tempo={self.tempo} must be in [0, 1): the tempo factor is drawn from [1 - tempo, 1 + tempo] and must "
+                "stay positive (0.2: 0.8 to 1.2 times as fast)."
+            )
 
     def apply(self, wave: np.ndarray, rng: np.random.Generator, sampling_rate: int | None = None) -> np.ndarray:
-        """`(num_samples,)` float32 wave -> the augmented wave, float32 in [-1, 1] (its length changes with `speed`)."""
+        """`(num_samples,)` float32 wave -> the augmented wave, float32 in [-1, 1] (its length changes with `speed` and `tempo`)."""
         if sampling_rate is None:
-            for name in ("trim_s", "trim_db", "reverb_s"):  # the changes measured in seconds or 10 ms frames
+            for name in ("trim_s", "trim_db", "reverb_s", "tempo"):  # the changes measured in seconds or 10 ms frames
                 if getattr(self, name) > 0:
                     raise ValueError(f"{name}={getattr(self, name)} needs the waves' sampling_rate: pass it to apply().")
         if self.trim_s > 0 and rng.random() < 0.5:
@@ -127,6 +175,8 @@ class WaveformAugmentation:
             wave = trim_quiet_edges(wave, rng, self.trim_db, sampling_rate)
         if self.speed > 0:
             wave = change_speed(wave, rng.uniform(1 - self.speed, 1 + self.speed))
+        if self.tempo > 0:
+            wave = change_tempo(wave, rng.uniform(1 - self.tempo, 1 + self.tempo), sampling_rate)
         if self.tilt > 0 and len(wave) > 1:
             coefficient = np.float32(rng.uniform(-self.tilt, self.tilt))
             wave = np.concatenate((wave[:1], wave[1:] - coefficient * wave[:-1]))
@@ -146,4 +196,4 @@ class WaveformAugmentation:
         return np.clip(wave, -1.0, 1.0).astype(np.float32)
 
 
-__all__ = ["WaveformAugmentation", "change_speed", "reverberate", "room_impulse_response", "trim_quiet_edges"]
+__all__ = ["WaveformAugmentation", "change_speed", "change_tempo", "reverberate", "room_impulse_response", "trim_quiet_edges"]

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from meamtm.training.augmentation import WaveformAugmentation, change_speed, room_impulse_response, trim_quiet_edges
+from meamtm.training.augmentation import (
+    WaveformAugmentation,
+    change_speed,
+    change_tempo,
+    room_impulse_response,
+    trim_quiet_edges,
+)
 
 
 def test_speed_changes_the_length():
@@ -40,6 +46,60 @@ def test_speed_up_filters_what_would_pass_nyquist_instead_of_aliasing():
     peak = np.fft.rfftfreq(len(slower) - 400, 1 / rate)[np.argmax(spectrum)]
     assert peak == pytest.approx(450, abs=3)
     assert change_speed(low, 1.0) is low
+
+
+def voiced_bursts(rate: int) -> np.ndarray:
+    """Two bursts of a 150 Hz harmonic voice (fundamental and three harmonics), at 0.2-0.4 s and 0.6-0.7 s of 1 s."""
+    time_s = np.arange(rate) / rate
+    voice = sum(np.sin(2 * np.pi * 150 * k * time_s) / k for k in range(1, 5))
+    envelope = ((time_s >= 0.2) & (time_s < 0.4)) | ((time_s >= 0.6) & (time_s < 0.7))
+    return (0.3 * voice * envelope).astype(np.float32)
+
+
+def loud_frames(wave: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(start seconds of each 5 ms frame, whether its level is above half the peak level)."""
+    frame = rate // 200
+    level = np.sqrt(np.square(wave[: len(wave) // frame * frame]).reshape(-1, frame).mean(axis=1))
+    return np.arange(len(level)) * frame / rate, level > level.max() / 2
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+@pytest.mark.parametrize("factor", [0.8, 1.25])
+def test_tempo_moves_the_timing_and_keeps_the_pitch_and_level(rate, factor):
+    wave = voiced_bursts(rate)
+    slower_or_faster = change_tempo(wave, factor, rate)
+    assert len(slower_or_faster) == round(rate / factor) and slower_or_faster.dtype == np.float32
+    # The bursts start and end at 1 / factor times their times: every 5 ms frame is loud where the moved bursts are,
+    # and quiet elsewhere, except within 15 ms of a moved edge (a frame of the 20 ms WSOLA grid).
+    time_s, loud = loud_frames(slower_or_faster, rate)
+    edges = np.array([0.2, 0.4, 0.6, 0.7]) / factor
+    expected = ((time_s >= edges[0]) & (time_s < edges[1])) | ((time_s >= edges[2]) & (time_s < edges[3]))
+    near_an_edge = np.abs(time_s[:, None] - edges[None, :]).min(axis=1) < 0.015
+    assert np.array_equal(loud[~near_an_edge], expected[~near_an_edge]) and loud.sum() > 0.9 * expected.sum()
+    # Inside the first burst the harmonics stay where they were: 150 Hz apart, the fundamental the loudest.
+    start, end = round(0.23 * rate / factor), round(0.37 * rate / factor)
+    inside = slower_or_faster[start:end]
+    spectrum = np.abs(np.fft.rfft(inside * np.hanning(len(inside))))
+    assert np.fft.rfftfreq(len(inside), 1 / rate)[np.argmax(spectrum)] == pytest.approx(150, abs=8)
+    original = wave[round(0.23 * rate) : round(0.37 * rate)]
+    assert np.sqrt(np.mean(inside**2)) == pytest.approx(np.sqrt(np.mean(original**2)), rel=0.05)
+    # Speed, by contrast, moves the fundamental with the timing.
+    sped = change_speed(wave, factor)[round(0.23 * rate / factor) : round(0.37 * rate / factor)]
+    sped_spectrum = np.abs(np.fft.rfft(sped * np.hanning(len(sped))))
+    assert np.fft.rfftfreq(len(sped), 1 / rate)[np.argmax(sped_spectrum)] == pytest.approx(150 * factor, abs=8)
+
+
+def test_tempo_draws_a_factor_per_clip_and_checks_its_range():
+    rate = 8000
+    wave = voiced_bursts(rate)
+    assert change_tempo(wave, 1.0, rate) is wave
+    assert len(change_tempo(wave[:1], 0.8, rate)) == 1  # a clip shorter than a frame still comes back
+    lengths = {len(WaveformAugmentation(tempo=0.2).apply(wave, np.random.default_rng(s), rate)) for s in range(10)}
+    assert min(lengths) >= rate / 1.2 - 1 and max(lengths) <= rate / 0.8 + 1 and len(lengths) > 5
+    with pytest.raises(ValueError, match="tempo=1.0 must be in \\[0, 1\\)"):
+        WaveformAugmentation(tempo=1.0)
+    with pytest.raises(ValueError, match="tempo=0.2 needs the waves' sampling_rate"):
+        WaveformAugmentation(tempo=0.2).apply(wave, np.random.default_rng(0))
 
 
 def test_reverb_keeps_length_and_level_and_adds_a_decaying_tail():
