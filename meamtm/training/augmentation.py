@@ -55,20 +55,22 @@ def change_tempo(
     # Zeros around the clip: a frame may be read up to `tolerance` before its start and a frame past its end.
     offset = tolerance + frame
     padded = np.concatenate((np.zeros(offset), wave.astype(np.float64), np.zeros(int(count * hop * factor) + 2 * offset)))
+    frames = sliding_window_view(padded, frame)  # frames[i]: the frame read from sample i - offset of `wave`
+    starts = np.empty(count, dtype=np.int64)
+    starts[0] = offset
+    for index in range(1, count):
+        nominal = offset + int(round(index * hop * factor))
+        scores = frames[nominal - tolerance : nominal + tolerance + 1] @ frames[starts[index - 1] + hop]
+        starts[index] = nominal - tolerance + int(np.argmax(scores))
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(frame) / frame)
-    output = np.zeros(count * hop + frame)
+    # Overlap-add at half-frame hops: each output hop holds the first half of its frame and the second of the one before.
+    laid = frames[starts] * window
+    output = np.zeros((count + 1) * hop)
+    output[: count * hop] += laid[:, :hop].ravel()
+    output[hop:] += laid[:, hop:].ravel()
     weight = np.zeros_like(output)
-    position = 0  # where the previous frame was read, in samples of `wave`
-    for index in range(count):
-        nominal = int(round(index * hop * factor))
-        if index > 0:
-            continuation = padded[offset + position + hop : offset + position + hop + frame]
-            start = offset + nominal - tolerance
-            candidates = sliding_window_view(padded[start : start + 2 * tolerance + frame], frame)
-            nominal += int(np.argmax(candidates @ continuation)) - tolerance
-        position = nominal
-        output[index * hop : index * hop + frame] += padded[offset + position : offset + position + frame] * window
-        weight[index * hop : index * hop + frame] += window
+    weight[: count * hop] += np.tile(window[:hop], count)
+    weight[hop:] += np.tile(window[hop:], count)
     return (output / np.maximum(weight, 1e-3))[:length].astype(np.float32)
 
 
