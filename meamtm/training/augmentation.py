@@ -56,12 +56,13 @@ def change_tempo(
     offset = tolerance + frame
     padded = np.concatenate((np.zeros(offset), wave.astype(np.float64), np.zeros(int(count * hop * factor) + 2 * offset)))
     frames = sliding_window_view(padded, frame)  # frames[i]: the frame read from sample i - offset of `wave`
-    starts = np.empty(count, dtype=np.int64)
-    starts[0] = offset
-    for index in range(1, count):
-        nominal = offset + int(round(index * hop * factor))
-        scores = frames[nominal - tolerance : nominal + tolerance + 1] @ frames[starts[index - 1] + hop]
-        starts[index] = nominal - tolerance + int(np.argmax(scores))
+    # Each frame's candidates start at `low`, `tolerance` before its nominal place; a plain loop over Python ints
+    # (the search is sequential: each frame continues the one before).
+    lows = (offset - tolerance + np.round(np.arange(count) * hop * factor)).astype(np.int64).tolist()
+    span = 2 * tolerance + 1
+    starts = [offset]
+    for low in lows[1:]:
+        starts.append(low + int(np.argmax(np.dot(frames[low : low + span], frames[starts[-1] + hop]))))
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(frame) / frame)
     # Overlap-add at half-frame hops: each output hop holds the first half of its frame and the second of the one before.
     laid = frames[starts] * window
