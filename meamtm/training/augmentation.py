@@ -54,7 +54,8 @@ def change_tempo(
     count = length // hop + 2
     # Zeros around the clip: a frame may be read up to `tolerance` before its start and a frame past its end.
     offset = tolerance + frame
-    padded = np.concatenate((np.zeros(offset), wave.astype(np.float64), np.zeros(int(count * hop * factor) + 2 * offset)))
+    tail = np.zeros(int(count * hop * factor) + 2 * offset)
+    padded = np.concatenate((np.zeros(offset), wave.astype(np.float64), tail))
     frames = sliding_window_view(padded, frame)  # frames[i]: the frame read from sample i - offset of `wave`
     # Each frame's candidates start at `low`, `tolerance` before its nominal place; a plain loop over Python ints
     # (the search is sequential: each frame continues the one before).
@@ -64,7 +65,8 @@ def change_tempo(
     for low in lows[1:]:
         starts.append(low + int(np.argmax(np.dot(frames[low : low + span], frames[starts[-1] + hop]))))
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(frame) / frame)
-    # Overlap-add at half-frame hops: each output hop holds the first half of its frame and the second of the one before.
+    # Overlap-add at half-frame hops: each output hop holds the first half of its frame and the second half of
+    # the frame before.
     laid = frames[starts] * window
     output = np.zeros((count + 1) * hop)
     output[: count * hop] += laid[:, :hop].ravel()
@@ -165,9 +167,10 @@ class WaveformAugmentation:
             )
 
     def apply(self, wave: np.ndarray, rng: np.random.Generator, sampling_rate: int | None = None) -> np.ndarray:
-        """`(num_samples,)` float32 wave -> the augmented wave, float32 in [-1, 1] (its length changes with `speed` and `tempo`)."""
+        """`(num_samples,)` float32 wave -> the augmented wave, float32 in [-1, 1] (its length changes with `speed`
+        and `tempo`)."""
         if sampling_rate is None:
-            for name in ("trim_s", "trim_db", "reverb_s", "tempo"):  # the changes measured in seconds or 10 ms frames
+            for name in ("trim_s", "trim_db", "reverb_s", "tempo"):  # the changes whose frames are in seconds
                 if getattr(self, name) > 0:
                     raise ValueError(f"{name}={getattr(self, name)} needs the waves' sampling_rate: pass it to apply().")
         if self.trim_s > 0 and rng.random() < 0.5:
@@ -199,4 +202,11 @@ class WaveformAugmentation:
         return np.clip(wave, -1.0, 1.0).astype(np.float32)
 
 
-__all__ = ["WaveformAugmentation", "change_speed", "change_tempo", "reverberate", "room_impulse_response", "trim_quiet_edges"]
+__all__ = [
+    "WaveformAugmentation",
+    "change_speed",
+    "change_tempo",
+    "reverberate",
+    "room_impulse_response",
+    "trim_quiet_edges",
+]
