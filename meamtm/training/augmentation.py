@@ -170,7 +170,7 @@ class WaveformAugmentation:
         """`(num_samples,)` float32 wave -> the augmented wave, float32 in [-1, 1] (its length changes with `speed`
         and `tempo`)."""
         if sampling_rate is None:
-            for name in ("trim_s", "trim_db", "reverb_s", "tempo"):  # the changes whose frames are in seconds
+            for name in ("trim_s", "trim_db", "reverb_s", "tempo"):  # the changes sized in seconds
                 if getattr(self, name) > 0:
                     raise ValueError(f"{name}={getattr(self, name)} needs the waves' sampling_rate: pass it to apply().")
         if self.trim_s > 0 and rng.random() < 0.5:
