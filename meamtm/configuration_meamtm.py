@@ -172,6 +172,19 @@ class MeamtmConfig(PreTrainedConfig):
         test_time_shifts (`int`, defaults to 3): how many shifts, at least 2 and at most `test_time_max_shift + 1`;
             the first is 0 (the clip as it is), whose hidden states and attentions are returned.
             `test_time_max_shift=6`: 0, 3 and 6 frames (0, 30 and 60 ms at a 10 ms hop).
+        test_time_max_tempo (`float`, defaults to 0.0): an evaluating classifier also hears each clip at
+            `test_time_tempos` tempi evenly spaced over `[1 - test_time_max_tempo, 1 + test_time_max_tempo]` (1.2:
+            spoken a fifth faster) and averages the predictions over every tempo (and every warp and shift). The
+            log-mel is stretched along time, on the device: frame `j` of a clip at tempo `t` is its frame `j * t`,
+            interpolated linearly between the two nearest frames, and a clip of `n` real frames keeps `round(n / t)`
+            of them (at most `max_length`), its patch columns and padding following; each frame's spectrum, so the
+            voice's pitch and formants, stays. A speaker slower or faster than the training speakers is then also
+            heard at a pace near theirs. Applied before the frame shifts. It costs `test_time_tempos` forward passes
+            (times the warps and shifts); 0 disables it. Not exportable (the width of a stretched batch depends on
+            its length): turn it off before `torch.export` or ONNX export.
+        test_time_tempos (`int`, defaults to 3): how many tempi, an odd number of at least 3 so that the clip as
+            it is is the middle one; hidden states and attentions are returned for it. With
+            `test_time_max_tempo=0.2`: 0.8, 1.0 and 1.2.
 
     Derived values (`num_samples`, `num_frames_of`, `patch_grid`, `num_patch_columns_of`, `num_frames_of_columns`,
     `num_mel_bins_read`, `patchout_dropped`, `patchout_dropped_for`, `num_training_patches`) are properties or
@@ -250,6 +263,8 @@ class MeamtmConfig(PreTrainedConfig):
     test_time_warps: int = 3
     test_time_max_shift: int = 0
     test_time_shifts: int = 3
+    test_time_max_tempo: float | int = 0.0
+    test_time_tempos: int = 3
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -387,6 +402,15 @@ class MeamtmConfig(PreTrainedConfig):
             return []
         count, shift = self.test_time_shifts, self.test_time_max_shift
         return [round(shift * index / (count - 1)) for index in range(count)]
+
+    @property
+    def test_time_tempo_factors(self) -> list[float]:
+        """The tempi an evaluating classifier averages over (`test_time_max_tempo`), the middle one 1; `[]` when it
+        is off."""
+        if self.test_time_max_tempo <= 0:
+            return []
+        count, tempo = self.test_time_tempos, float(self.test_time_max_tempo)
+        return [1 + tempo * (2 * index - (count - 1)) / (count - 1) for index in range(count)]
 
     @property
     def uses_freq_mixstyle(self) -> bool:
@@ -590,6 +614,16 @@ class MeamtmConfig(PreTrainedConfig):
             raise ValueError(
                 f"test_time_shifts={self.test_time_shifts} must be at least 2 (the clip as it is and a shifted copy) and "
                 f"at most test_time_max_shift + 1 = {self.test_time_max_shift + 1}, so that no two shifts are the same."
+            )
+        if not 0 <= self.test_time_max_tempo < 1:
+            raise ValueError(
+                f"test_time_max_tempo={self.test_time_max_tempo} must be in [0, 1): the tempi span [1 - m, 1 + m] and "
+                "must stay positive (0.2 gives 0.8, 1.0 and 1.2; 0 turns test-time tempi off)."
+            )
+        if self.test_time_tempos < 3 or self.test_time_tempos % 2 == 0:
+            raise ValueError(
+                f"test_time_tempos={self.test_time_tempos} must be an odd number of at least 3, so that the clip as it "
+                "is is the middle tempo (3 gives 0.8, 1.0 and 1.2 with test_time_max_tempo=0.2)."
             )
         for name, size_name in (("freq_mask_param", "num_mel_bins"), ("time_mask_param", "max_length")):
             value, size = getattr(self, name), getattr(self, size_name)

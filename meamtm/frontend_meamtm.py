@@ -91,6 +91,21 @@ def power_of(squares: torch.Tensor) -> torch.Tensor:
     return squares[..., 0] + squares[..., 1]
 
 
+def tempo_frames(frames: torch.Tensor, tempo: float) -> torch.Tensor:
+    """The frames a clip of `frames` real frames keeps at `tempo` (`round(frames / tempo)`, halves up; 0 stays 0),
+    as a tensor of `frames`' dtype: one float32 rule for a clip alone and in a batch."""
+    return torch.floor(frames.to(torch.float32) / tempo + 0.5).to(frames.dtype)
+
+
+def stretched_lengths(config: MeamtmConfig, lengths: torch.Tensor, tempo: float) -> torch.Tensor:
+    """`(batch,)` lengths in samples -> the lengths whose frames (`config.num_frames_of`) are the real frames each
+    clip keeps at `tempo` (its frames, at most `max_length`, through `tempo_frames`); a clip shorter than one window
+    keeps its length. What the patch mask of a test-time tempo view reads (`real_patches`)."""
+    frames = torch.div(lengths - config.win_length, config.hop_length, rounding_mode="floor") + 1
+    kept = tempo_frames(frames.clamp(0, config.max_length), tempo).clamp(max=config.max_length)
+    return torch.where(kept > 0, (kept - 1) * config.hop_length + config.win_length, lengths)
+
+
 class MeamtmFrontend(nn.Module):
     """Waveforms `(batch, num_samples)` -> normalised log-mel `(batch, num_frames, num_mel_bins)`, or
     `(batch, num_frames, num_mel_bins, 2)` with `config.normalization == "global+per_clip"` (the global and the
@@ -256,11 +271,17 @@ class MeamtmFrontend(nn.Module):
         return min(config.num_frames_of(num_samples), output_frames), output_frames
 
     def forward(
-        self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None, warp: float | None = None, shift: int = 0
+        self,
+        waveforms: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        warp: float | None = None,
+        shift: int = 0,
+        tempo: float | None = None,
     ) -> torch.Tensor:
         """`(batch, num_samples)` float waveforms, `(batch,)` lengths -> float32 `(batch, num_frames, num_mel_bins)`
         (`(..., 2)` with `"global+per_clip"`). `warp`: every clip through the filter bank VTLP warps by this factor
-        (`warp_filter_bank`; test-time warping), instead of the model's own. `shift`: every clip's log-mel after
+        (`warp_filter_bank`; test-time warping), instead of the model's own. `tempo`: every clip's log-mel stretched
+        along time to that tempo (test-time tempi; `_change_tempo`), before `shift`: every clip's log-mel after
         that many frames of digital silence, real frames of the clip (test-time shifts; `_shift_frames`)."""
         config = self.config
         batch_size = waveforms.shape[0]
@@ -322,6 +343,12 @@ class MeamtmFrontend(nn.Module):
                 # Out of place, on the mel-major tensor: `masked_fill_` on this transposed view, once slices of it
                 # were written from tensors that need a gradient, fails autograd's leaf check.
                 output = output.transpose(1, 2).masked_fill(is_padding[:, None, :], padding_value).transpose(1, 2)
+            if tempo is not None and tempo != 1:
+                real = frames_per_clip.clamp(0, num_frames) if lengths is not None else None
+                output, num_frames, real = self._change_tempo(output, tempo, num_frames, real)
+                output_frames = output.shape[1]
+                if lengths is not None:
+                    frames_per_clip = real
             if shift:
                 output = self._shift_frames(output, shift)
                 num_frames = min(num_frames + shift, output_frames)
@@ -340,6 +367,49 @@ class MeamtmFrontend(nn.Module):
             elif config.per_clip_means:
                 output = self._remove_clip_means(output, real_frames)
         return output
+
+    def _change_tempo(
+        self, output: torch.Tensor, tempo: float, num_frames: int, real_frames: torch.Tensor | None
+    ) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """`(batch, frames, num_mel_bins)` log-mel with `num_frames` frames of audio (each clip's real frames
+        `real_frames`, `(batch,)`, or all of them) -> the log-mel of every clip spoken `tempo` times as fast, its
+        frames of audio, and each clip's real frames.
+
+        Frame `j` of a clip is its frame `j * tempo`, interpolated linearly between the two nearest (its last real
+        frame held past its end); a clip of `n` real frames keeps `tempo_frames(n)`, at most `max_length`, and the
+        rest are padding frames (AST's padding value). The output is `max_length` frames wide, or with
+        `padding_mode="longest"` the whole patch columns of the stretched batch (at most the grid's), so a clip
+        gives the same output alone and in a batch.
+        """
+        config = self.config
+        if torch.compiler.is_exporting() or torch.jit.is_tracing():
+            raise RuntimeError(
+                f"A test-time tempo view (tempo {tempo:g}) cannot be exported or traced: the width of a stretched "
+                "batch depends on its length. Set model.config.test_time_max_tempo = 0 before exporting."
+            )
+        batch_size = output.shape[0]
+        kept_frames = min(int(tempo_frames(torch.tensor(num_frames), tempo)), config.max_length)
+        width = config.max_length
+        if config.padding_mode == "longest":
+            width = config.num_frames_of_columns(config.num_patch_columns_of(kept_frames))
+            kept_frames = min(kept_frames, width)  # the frames past the grid's last column, as `longest_frames`
+        if real_frames is None:
+            real_frames = torch.full((batch_size,), num_frames, device=output.device)
+        kept = tempo_frames(real_frames, tempo).clamp(max=kept_frames)
+        last = (real_frames - 1).clamp_min(0)[:, None]  # (batch, 1)
+        positions = torch.arange(width, device=output.device, dtype=torch.float32)[None, :] * tempo
+        positions = torch.minimum(positions, last.to(torch.float32))  # (batch, width)
+        below = positions.floor().long()
+        above = torch.minimum(below + 1, last)
+        weight = (positions - below)[:, None, :]
+        mel_major = output.transpose(1, 2)  # (batch, num_mel_bins, frames)
+        num_bins = mel_major.shape[1]
+        low = mel_major.gather(2, below[:, None, :].expand(-1, num_bins, -1))
+        high = mel_major.gather(2, above[:, None, :].expand(-1, num_bins, -1))
+        stretched = low + (high - low) * weight
+        is_padding = torch.arange(width, device=output.device)[None, :] >= kept[:, None]
+        stretched = stretched.masked_fill(is_padding[:, None, :], config.silence_value)
+        return stretched.transpose(1, 2), kept_frames, kept
 
     def _shift_frames(self, output: torch.Tensor, shift: int) -> torch.Tensor:
         """`(batch, num_frames, num_mel_bins)` -> the same frames `shift` later, after `shift` frames of digital
@@ -484,4 +554,4 @@ class MeamtmFrontend(nn.Module):
         return parts.to(torch.float32).square_()
 
 
-__all__ = ["MeamtmFrontend"]
+__all__ = ["MeamtmFrontend", "stretched_lengths", "tempo_frames"]

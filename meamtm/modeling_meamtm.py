@@ -36,7 +36,7 @@ from .augmentation_meamtm import (
     average_test_time_predictions,
 )
 from .configuration_meamtm import MeamtmConfig
-from .frontend_meamtm import MeamtmFrontend
+from .frontend_meamtm import MeamtmFrontend, stretched_lengths
 
 
 logger = logging.get_logger(__name__)
@@ -689,6 +689,7 @@ class MeamtmModel(MeamtmPreTrainedModel):
         mixing: MeamtmMixing | None = None,
         filter_bank_warp: float | None = None,
         frame_shift: int = 0,
+        tempo: float | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         r"""
@@ -706,6 +707,9 @@ class MeamtmModel(MeamtmPreTrainedModel):
         frame_shift (`int`, *optional*): the log-mel of every clip after that many frames of digital silence (at most
             `patch_size - time_stride`, so that the clip keeps its patch columns); `MeamtmForAudioClassification`
             passes each of `config.test_time_frame_shifts` in evaluation.
+        tempo (`float`, *optional*): every clip's log-mel stretched along time to this tempo (1.2: a fifth faster;
+            see `config.test_time_max_tempo`), its patch mask following; `MeamtmForAudioClassification` passes each
+            of `config.test_time_tempo_factors` in evaluation.
         """
         lengths = _check_waveforms(input_values, attention_mask, self.config)
         if mixing is not None:
@@ -715,7 +719,9 @@ class MeamtmModel(MeamtmPreTrainedModel):
                 f"frame_shift={frame_shift} must be between 0 and patch_size - time_stride = "
                 f"{self.config.patch_size - self.config.time_stride} frames (see config.test_time_max_shift)."
             )
-        spectrogram = self.spec_augment(self.frontend(input_values, lengths, filter_bank_warp, frame_shift))
+        spectrogram = self.spec_augment(self.frontend(input_values, lengths, filter_bank_warp, frame_shift, tempo))
+        if tempo is not None and tempo != 1 and lengths is not None:
+            lengths = stretched_lengths(self.config, lengths, tempo)
         spectrogram = self.channel_dropout(spectrogram)
         if mixing is not None:
             spectrogram = mixing.mix_spectrograms(spectrogram)
@@ -781,9 +787,10 @@ class MeamtmForAudioClassification(MeamtmPreTrainedModel):
         labels (`torch.Tensor`, *optional*): `(batch_size,)` class indices for single-label classification and
             regression, `(batch_size, num_labels)` targets for multi-label; `config.problem_type` picks the loss.
             In training with mixup, the batch and its labels are mixed here and the loss uses the mixed targets.
-            In evaluation with `config.test_time_max_warp` and/or `config.test_time_max_shift`, the logits are the
-            average prediction over the warped filter banks and the shifted log-mels, every pair of them
-            (`average_test_time_predictions`), and hidden states and attentions those of the plain bank, unshifted.
+            In evaluation with `config.test_time_max_warp`, `config.test_time_max_shift` and/or
+            `config.test_time_max_tempo`, the logits are the average prediction over the warped filter banks, the
+            shifted log-mels and the tempi, every combination of them (`average_test_time_predictions`), and hidden
+            states and attentions those of the plain bank, unshifted, at the clip's own tempo.
         """
         mixing = None
         if self.mixup is not None and self.training:
@@ -797,16 +804,19 @@ class MeamtmForAudioClassification(MeamtmPreTrainedModel):
                 mixing = self.mixup.draw(input_values.shape[0], input_values.device)
         factors = [] if self.training else self.config.test_time_warp_factors
         shifts = [] if self.training else self.config.test_time_frame_shifts
-        if factors or shifts:
+        tempi = [] if self.training else self.config.test_time_tempo_factors
+        if factors or shifts or tempi:
             predictions = []
             for shift in shifts or [0]:
                 for factor in factors or [None]:
-                    view = self.meamtm(
-                        input_values, attention_mask=attention_mask, filter_bank_warp=factor, frame_shift=shift, **kwargs
-                    )
-                    predictions.append(self.classifier(view.pooler_output))
-                    if shift == 0 and factor in (None, 1):
-                        outputs = view
+                    for tempo in tempi or [None]:
+                        view = self.meamtm(
+                            input_values, attention_mask=attention_mask, filter_bank_warp=factor, frame_shift=shift,
+                            tempo=tempo, **kwargs,
+                        )
+                        predictions.append(self.classifier(view.pooler_output))
+                        if shift == 0 and factor in (None, 1) and tempo in (None, 1):
+                            outputs = view
             logits = average_test_time_predictions(torch.stack(predictions), self.config)
         else:
             outputs = self.meamtm(input_values, attention_mask=attention_mask, mixing=mixing, **kwargs)

@@ -49,6 +49,9 @@ class EvaluateArguments:
     test_time_max_shift: int | None = field(
         default=None, metadata={"help": "Average over the log-mel shifted by 0..N frames too (config field); 0 = off."}
     )
+    test_time_max_tempo: float | None = field(
+        default=None, metadata={"help": "Average over the clip at tempi 1-N..1+N too (config field); 0 = off."}
+    )
     batch_size: int = field(default=64, metadata={"help": "Clips per forward pass."})
 
 
@@ -64,7 +67,8 @@ def main(argv: list[str] | None = None) -> dict:
     model, extractor = load_model(args.model, labels)
     check_labels(clips, args.label_column, labels, where="the evaluation data")
     test_time = checked_test_time_settings(
-        model.config, test_time_max_warp=args.test_time_max_warp, test_time_max_shift=args.test_time_max_shift
+        model.config, test_time_max_warp=args.test_time_max_warp, test_time_max_shift=args.test_time_max_shift,
+        test_time_max_tempo=args.test_time_max_tempo,
     )
     for name, value in test_time.items():
         setattr(model.config, name, value)
@@ -83,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = trainer.evaluate(prepare_dataset(clips, transform), metric_key_prefix="eval")
     metrics["test_time_warps"] = model.config.test_time_warp_factors
     metrics["test_time_shifts"] = model.config.test_time_frame_shifts
+    metrics["test_time_tempi"] = model.config.test_time_tempo_factors
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     Path(args.output_dir, "eval_results.json").write_text(json.dumps(metrics, indent=1) + "\n")
     print(json.dumps(metrics, indent=1))

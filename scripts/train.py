@@ -167,6 +167,13 @@ class ModelArguments:
             "(config test_time_max_shift; 0 = off); evaluation during training does not."
         },
     )
+    test_time_max_tempo: float | None = field(
+        default=None,
+        metadata={
+            "help": "The saved model also averages its predictions over the clip at tempi 1-N..1+N, its log-mel "
+            "stretched along time (config test_time_max_tempo; 0 = off); evaluation during training does not."
+        },
+    )
 
 
 @dataclass
@@ -383,9 +390,11 @@ def prepare_data(splits: dict, labels, extractor, args: Arguments, padding_mode:
 
 
 def test_time_settings(config, model_args: ModelArguments) -> dict:
-    """`--test_time_max_warp` / `--test_time_max_shift` as the config takes them (checked; only those given)."""
+    """`--test_time_max_warp` / `--test_time_max_shift` / `--test_time_max_tempo` as the config takes them (checked;
+    only those given)."""
     return checked_test_time_settings(
-        config, test_time_max_warp=model_args.test_time_max_warp, test_time_max_shift=model_args.test_time_max_shift
+        config, test_time_max_warp=model_args.test_time_max_warp, test_time_max_shift=model_args.test_time_max_shift,
+        test_time_max_tempo=model_args.test_time_max_tempo,
     )
 
 

@@ -1,8 +1,10 @@
 """Patchout, SpecAugment, mixup, filter-bank augmentation, pitch shifts and Freq-MixStyle: active only in training, per example,
-on the input's device. Test-time warping: in evaluation only, the mean prediction over warped filter banks."""
+on the input's device. Test-time warping, frame shifts and tempi: in evaluation only, the mean prediction over the
+views."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -23,7 +25,7 @@ from meamtm.augmentation_meamtm import (
     vtlp_positions,
     warp_filter_bank,
 )
-from meamtm.frontend_meamtm import MeamtmFrontend, dct_projection, power_of
+from meamtm.frontend_meamtm import MeamtmFrontend, dct_projection, power_of, tempo_frames
 from meamtm.modeling_meamtm import MeamtmDropPath
 from meamtm.modeling_meamtm import logger as modeling_logger
 
@@ -314,6 +316,10 @@ def test_gradient_checkpointing_with_patchout_gives_the_same_gradients():
         (dict(test_time_max_shift=1, time_stride=8), "test_time_max_shift=1 must be between 0 (off) and patch_size - time_stride = 0"),
         (dict(test_time_shifts=1), "test_time_shifts=1 must be at least 2"),
         (dict(test_time_max_shift=2, test_time_shifts=4), "test_time_shifts=4 must be at least 2 (the clip as it is and a shifted copy) and at most test_time_max_shift"),
+        (dict(test_time_max_tempo=1.0), "test_time_max_tempo=1.0 must be in [0, 1)"),
+        (dict(test_time_max_tempo=-0.2), "test_time_max_tempo=-0.2 must be in [0, 1)"),
+        (dict(test_time_tempos=4), "test_time_tempos=4 must be an odd number of at least 3"),
+        (dict(test_time_tempos=1), "test_time_tempos=1 must be an odd number of at least 3"),
     ],
 )
 def test_invalid_augmentation_settings_raise_value_error(overrides, message):
@@ -684,6 +690,107 @@ def test_a_shifted_clip_gives_the_same_output_alone_as_in_a_longest_batch():
             torch.testing.assert_close(alone, batch[row : row + 1], atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="frame_shift=3 must be between 0 and patch_size - time_stride = 2"):
         model.meamtm(inputs, frame_shift=3)
+
+
+TEST_TIME_TEMPI = dict(test_time_max_tempo=0.25, test_time_tempos=3)  # 0.75, 1.0 and 1.25
+
+
+def test_test_time_tempi_are_evenly_spaced_around_exactly_one():
+    assert tiny_config().test_time_tempo_factors == []
+    assert tiny_config(**TEST_TIME_TEMPI).test_time_tempo_factors == [0.75, 1.0, 1.25]
+    tempi = tiny_config(test_time_max_tempo=0.2, test_time_tempos=5).test_time_tempo_factors
+    assert tempi[2] == 1.0
+    torch.testing.assert_close(torch.tensor(tempi, dtype=torch.float64), torch.linspace(0.8, 1.2, 5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("padding_mode", ["max_length", "longest"])
+def test_a_tempo_view_reads_each_clips_frames_at_tempo_times_their_position(padding_mode):
+    """Frame j of a clip at tempo t is its frame j * t, linearly interpolated (the last real frame held); a clip of
+    n real frames keeps round(n / t) of them, the rest padding, and a "longest" batch's width follows its longest."""
+    config = tiny_config(padding_mode=padding_mode)
+    frontend = MeamtmFrontend(config).eval()
+    lengths = torch.tensor([9000, 6000, 3000, 420])  # 54, 36, 17 and 1 frame(s) at 16 kHz
+    inputs = waveforms(4, 9000) * (torch.arange(9000)[None, :] < lengths[:, None])
+    plain = frontend(inputs, lengths)
+    torch.testing.assert_close(frontend(inputs, lengths, tempo=1.0), plain, atol=0, rtol=0)
+    frames = (lengths - config.win_length) // config.hop_length + 1
+    for tempo in (0.75, 0.9, 1.25):
+        stretched = frontend(inputs, lengths, tempo=tempo)
+        kept = [min(math.floor(n / tempo + 0.5), config.max_length) for n in frames.tolist()]
+        if padding_mode == "longest":
+            assert stretched.shape[1] == config.num_frames_of_columns(config.num_patch_columns_of(max(kept)))
+            kept = [min(k, stretched.shape[1]) for k in kept]  # the grid's 62 frames
+        else:
+            assert stretched.shape[1] == config.max_length
+        assert torch.equal(tempo_frames(frames, tempo).clamp(max=stretched.shape[1]), torch.tensor(kept))
+        for row, (n, k) in enumerate(zip(frames.tolist(), kept)):
+            positions = torch.arange(k, dtype=torch.float64) * tempo
+            source = plain[row, :n].double()
+            expected = torch.stack([
+                torch.from_numpy(np.interp(positions.numpy(), range(n), source[:, band].numpy()))
+                for band in range(config.num_mel_bins)
+            ], dim=-1)
+            torch.testing.assert_close(stretched[row, :k].double(), expected, atol=1e-5, rtol=1e-5)
+            assert torch.all(stretched[row, k:] == torch.tensor(config.silence_value, dtype=stretched.dtype))
+    # A slower clip spans more frames, a faster one fewer (36 -> 48 and 29), at most max_length (54 -> 72 -> 64) and,
+    # with "longest", the patch grid's 62.
+    spans = [[int((frontend(inputs[row : row + 1], lengths[row : row + 1], tempo=tempo)[0] != config.silence_value)
+                  .any(-1).sum()) for tempo in (0.75, 1.25)] for row in (0, 1)]
+    assert spans == [[64 if padding_mode == "max_length" else 62, 43], [48, 29]]
+
+
+def test_test_time_tempi_average_every_view_in_evaluation_only():
+    plain = classifier(padding_mode="longest", normalization="global+per_clip").eval()
+    augmented = classifier(padding_mode="longest", normalization="global+per_clip", **TEST_TIME_TEMPI,
+                           **TEST_TIME_SHIFTED, test_time_max_warp=0.1)
+    augmented.load_state_dict(plain.state_dict())
+    inputs, mask = waveforms(), torch.ones(4, 9000, dtype=torch.long)
+    mask[1, 5000:] = 0
+    mask[2, 2500:] = 0
+    with torch.no_grad():
+        expected = torch.stack([
+            plain.classifier(plain.meamtm(inputs, attention_mask=mask, filter_bank_warp=factor, frame_shift=shift,
+                                          tempo=tempo).pooler_output).softmax(-1)
+            for shift in (0, 1, 2) for factor in (0.9, 1.0, 1.1) for tempo in (0.75, 1.0, 1.25)
+        ]).mean(0)
+        out = augmented.eval()(inputs, attention_mask=mask, output_hidden_states=True)
+        torch.testing.assert_close(out.logits.softmax(-1), expected, atol=1e-6, rtol=1e-5)
+        without = classifier(padding_mode="longest", normalization="global+per_clip", **TEST_TIME_SHIFTED,
+                             test_time_max_warp=0.1)
+        without.load_state_dict(plain.state_dict())
+        assert not torch.allclose(out.logits, without.eval()(inputs, attention_mask=mask).logits, atol=1e-5)
+        # Hidden states are those of the clip as it is, at its own tempo.
+        reference = plain(inputs, attention_mask=mask, output_hidden_states=True)
+        torch.testing.assert_close(out.hidden_states[-1], reference.hidden_states[-1], atol=0, rtol=0)
+        for row, length in ((1, 5000), (2, 2500)):
+            alone = augmented(inputs[row : row + 1, :length]).logits
+            torch.testing.assert_close(alone, out.logits[row : row + 1], atol=1e-5, rtol=1e-5)
+    assert_training_ignores_test_time_augmentation(augmented, plain, inputs)
+
+
+@pytest.mark.parametrize("padding_mode", ["max_length", "longest"])
+def test_a_tempo_view_gives_a_clip_the_same_output_alone_as_in_a_batch(padding_mode):
+    """Clips whose stretched frames end at every phase of a patch column, slowed past the batch's plain width or
+    the window, and shorter than one analysis window: the same pooled output alone and in the padded batch."""
+    model = classifier(padding_mode=padding_mode, normalization="global+per_clip").eval()
+    config = model.config
+    lengths = [config.win_length + (config.time_stride * 3 + phase) * config.hop_length for phase in range(config.time_stride)]
+    lengths += [config.win_length + 70 * config.hop_length, config.win_length // 2]
+    inputs = waveforms(len(lengths), max(lengths))
+    mask = (torch.arange(inputs.shape[1])[None, :] < torch.tensor(lengths)[:, None]).long()
+    with torch.no_grad():
+        for tempo in (0.75, 0.8, 1.2, 1.25):
+            for shift in (0, 2):
+                batch = model.meamtm(inputs * mask, attention_mask=mask, tempo=tempo, frame_shift=shift).pooler_output
+                for row, length in enumerate(lengths):
+                    alone = model.meamtm(inputs[row : row + 1, :length], tempo=tempo, frame_shift=shift).pooler_output
+                    torch.testing.assert_close(alone, batch[row : row + 1], atol=1e-5, rtol=1e-5)
+
+
+def test_a_tempo_view_cannot_be_traced():
+    model = classifier(**TEST_TIME_TEMPI).eval()
+    with pytest.raises(RuntimeError, match="Set model.config.test_time_max_tempo = 0 before exporting"):
+        torch.jit.trace(lambda x: model(x).logits, (waveforms(2),), check_trace=False)
 
 
 def test_averaged_multi_label_and_regression_predictions():

@@ -193,13 +193,15 @@ def checked_test_time_settings(config, **values: float | None) -> dict:
 
 
 def test_time_text(config, off: str = "off") -> str:
-    """The config's test-time warps and frame shifts as a log line or model card shows them ("warps 0.9, 1, 1.1;
-    shifts 0, 3, 6 frames"), or `off`."""
+    """The config's test-time warps, frame shifts and tempi as a log line or model card shows them ("warps 0.9, 1,
+    1.1; shifts 0, 3, 6 frames; tempi 0.8, 1, 1.2"), or `off`."""
     parts = []
     if config.test_time_warp_factors:
         parts.append("warps " + ", ".join(f"{factor:g}" for factor in config.test_time_warp_factors))
     if config.test_time_frame_shifts:
         parts.append("shifts " + ", ".join(map(str, config.test_time_frame_shifts)) + " frames")
+    if config.test_time_tempo_factors:
+        parts.append("tempi " + ", ".join(f"{tempo:g}" for tempo in config.test_time_tempo_factors))
     return "; ".join(parts) or off
 
 

@@ -7,6 +7,7 @@ import csv
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -483,10 +484,47 @@ def test_evaluate_model_repeats_the_final_evaluation_and_applies_test_time_augme
     shifted = evaluate_model.main([*command, str(tmp_path / "shifted"), "--test_time_max_shift", "4"])
     assert shifted["test_time_shifts"] == [0, 2, 4] and shifted["test_time_warps"] == []
     assert shifted["eval_loss"] not in (plain["eval_loss"], warped["eval_loss"])
+    slowed = evaluate_model.main([*command, str(tmp_path / "tempi"), "--test_time_max_tempo", "0.2"])
+    assert slowed["test_time_tempi"] == [0.8, 1.0, 1.2] and slowed["test_time_shifts"] == plain["test_time_shifts"]
+    assert slowed["eval_loss"] not in (plain["eval_loss"], warped["eval_loss"], shifted["eval_loss"])
     with pytest.raises(ValueError, match="test_time_max_warp=2.0 must be in"):
         evaluate_model.main([*command, str(tmp_path / "bad"), "--test_time_max_warp", "2"])
     with pytest.raises(ValueError, match="exactly one of --eval_dir and --eval_file"):
         evaluate_model.main(["--model", str(tmp_path / "run"), "--output_dir", str(tmp_path / "none")])
+
+
+def test_compare_test_time_views_scores_each_set_as_the_model_with_those_settings_does(fsdd_small, tmp_path):
+    scripts = {}
+    for name in ("evaluate_model", "compare_test_time_views"):
+        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+        scripts[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(scripts[name])
+    run = tmp_path / "runs" / "george" / "seed0"
+    train_script.main(run_args(fsdd_small, run, "--max_steps", "4", "--eval_strategy", "no", "--seed", "1"))
+    (tmp_path / "folds" / "george").mkdir(parents=True)
+    shutil.copy(fsdd_small["eval"], tmp_path / "folds" / "george" / "test.csv")
+    sets = ["", "test_time_max_tempo=0.2", "test_time_max_warp=0.1,test_time_max_shift=4,test_time_max_tempo=0.1"]
+    compared = scripts["compare_test_time_views"].main([
+        "--runs_dir", str(tmp_path / "runs"), "--folds_dir", str(tmp_path / "folds"), "--view_sets", *sets,
+        "--results", str(tmp_path / "views"), "--batch_size", "7",
+    ])
+    assert [compared["summary"][text]["views"] for text in sets] == [1, 3, 27]
+    assert compared["descriptions"][sets[2]] == "warps 0.9, 1, 1.1; shifts 0, 2, 4 frames; tempi 0.9, 1, 1.1"
+    off = ["--test_time_max_warp", "0", "--test_time_max_shift", "0"]  # the model's own (shifts) are not in a set
+    flags = [[*off], [*off, "--test_time_max_tempo", "0.2"],
+             ["--test_time_max_warp", "0.1", "--test_time_max_shift", "4", "--test_time_max_tempo", "0.1"]]
+    for text, extra in zip(sets, flags):
+        evaluated = scripts["evaluate_model"].main(["--model", str(run), "--eval_file", fsdd_small["eval"],
+                                                    "--output_dir", str(tmp_path / "eval"), *extra])
+        assert compared["runs"][0]["accuracy"][text] == pytest.approx(evaluated["eval_accuracy"], abs=1e-6)
+    written = json.loads((tmp_path / "views.json").read_text())
+    assert written["summary"] == compared["summary"] and "| `plain` | 1 |" in (tmp_path / "views.md").read_text()
+    with pytest.raises(ValueError, match="'test_time_max_tempos=0.2' is not one of test_time_max_warp"):
+        scripts["compare_test_time_views"].main(["--models", str(run), "--eval_file", fsdd_small["eval"],
+                                                 "--view_sets", "test_time_max_tempos=0.2", "--results", "x"])
+    with pytest.raises(ValueError, match=r"test_time_max_tempo=1.5 must be in \[0, 1\)"):
+        scripts["compare_test_time_views"].main(["--models", str(run), "--eval_file", fsdd_small["eval"],
+                                                 "--view_sets", "test_time_max_tempo=1.5", "--results", "x"])
 
 
 def test_a_bad_test_time_setting_fails_before_training(fsdd_small, tmp_path):
