@@ -135,6 +135,12 @@ class MeamtmConfig(PreTrainedConfig):
             DCT, quefrencies under 2.5 ms) and the rest, the harmonics, which alone are stretched along frequency by
             `2 ** (s / 12)`; the frontend then takes the dense mel product. Speed perturbation moves pitch, formants
             and tempo together, VTLP formants alone; this moves pitch alone. 0 disables it.
+        tempo_perturbation (`float`, defaults to 0.0): a speaker's pace, per example, in training only: each
+            example's log-mel is stretched along time to a tempo `t` uniform in `[1 - tempo_perturbation,
+            1 + tempo_perturbation]` (1.2: spoken a fifth faster) as the test-time tempo views stretch it (frame `j`
+            is the clip's frame `j * t`, interpolated linearly; `round(n / t)` real frames kept, at most the
+            window), its patch mask following. Each frame's spectrum, so pitch and formants, stays: the on-device
+            counterpart of the waveform's WSOLA tempo change (`--tempo`). 0 disables it.
         freq_mixstyle_probability (`float`, defaults to 0.0) / freq_mixstyle_alpha (`float`, defaults to 0.3):
             Freq-MixStyle (CP-JKU, DCASE 2022; MixStyle, Zhou et al. 2021): each example, with this probability,
             gets each mel band's mean and standard deviation over its real frames replaced by a mix of its own and
@@ -254,6 +260,7 @@ class MeamtmConfig(PreTrainedConfig):
     mel_band_stop_width: int = 0
     mel_band_stop_db: float | int = 20.0
     pitch_shift_semitones: float | int = 0.0
+    tempo_perturbation: float | int = 0.0
     freq_mixstyle_probability: float | int = 0.0
     freq_mixstyle_alpha: float | int = 0.3
     channel_dropout: float | int = 0.0
@@ -575,6 +582,11 @@ class MeamtmConfig(PreTrainedConfig):
             raise ValueError(
                 f"pitch_shift_semitones={self.pitch_shift_semitones} must be in [0, 12]: shifts are drawn in [-s, s] "
                 "semitones (about 2-4 covers the pitch of most adult voices around a speaker's own; 0 turns it off)."
+            )
+        if not 0 <= self.tempo_perturbation < 1:
+            raise ValueError(
+                f"tempo_perturbation={self.tempo_perturbation} must be in [0, 1): tempi are drawn in [1 - p, 1 + p] and "
+                "must stay positive (0.25 gives 0.75-1.25; 0 turns it off)."
             )
         if not 0 <= self.freq_mixstyle_probability <= 1:
             raise ValueError(

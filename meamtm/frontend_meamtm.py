@@ -91,13 +91,14 @@ def power_of(squares: torch.Tensor) -> torch.Tensor:
     return squares[..., 0] + squares[..., 1]
 
 
-def tempo_frames(frames: torch.Tensor, tempo: float) -> torch.Tensor:
+def tempo_frames(frames: torch.Tensor, tempo: float | torch.Tensor) -> torch.Tensor:
     """The frames a clip of `frames` real frames keeps at `tempo` (`round(frames / tempo)`, halves up; 0 stays 0),
-    as a tensor of `frames`' dtype: one float32 rule for a clip alone and in a batch."""
+    as a tensor of `frames`' dtype: one float32 rule for a clip alone and in a batch. `tempo`: one for every clip, or
+    `(batch,)`."""
     return torch.floor(frames.to(torch.float32) / tempo + 0.5).to(frames.dtype)
 
 
-def stretched_lengths(config: MeamtmConfig, lengths: torch.Tensor, tempo: float) -> torch.Tensor:
+def stretched_lengths(config: MeamtmConfig, lengths: torch.Tensor, tempo: float | torch.Tensor) -> torch.Tensor:
     """`(batch,)` lengths in samples -> the lengths whose frames (`config.num_frames_of`) are the real frames each
     clip keeps at `tempo` (its frames, at most `max_length`, through `tempo_frames`); a clip shorter than one window
     keeps its length. What the patch mask of a test-time tempo view reads (`real_patches`)."""
@@ -276,12 +277,13 @@ class MeamtmFrontend(nn.Module):
         lengths: torch.Tensor | None = None,
         warp: float | None = None,
         shift: int = 0,
-        tempo: float | None = None,
+        tempo: float | torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`(batch, num_samples)` float waveforms, `(batch,)` lengths -> float32 `(batch, num_frames, num_mel_bins)`
         (`(..., 2)` with `"global+per_clip"`). `warp`: every clip through the filter bank VTLP warps by this factor
         (`warp_filter_bank`; test-time warping), instead of the model's own. `tempo`: every clip's log-mel stretched
-        along time to that tempo (test-time tempi; `_change_tempo`), before `shift`: every clip's log-mel after
+        along time to that tempo, or `(batch,)` each clip's own (test-time tempi, `config.tempo_perturbation` in
+        training; `_change_tempo`), before `shift`: every clip's log-mel after
         that many frames of digital silence, real frames of the clip (test-time shifts; `_shift_frames`)."""
         config = self.config
         batch_size = waveforms.shape[0]
@@ -343,7 +345,7 @@ class MeamtmFrontend(nn.Module):
                 # Out of place, on the mel-major tensor: `masked_fill_` on this transposed view, once slices of it
                 # were written from tensors that need a gradient, fails autograd's leaf check.
                 output = output.transpose(1, 2).masked_fill(is_padding[:, None, :], padding_value).transpose(1, 2)
-            if tempo is not None and tempo != 1:
+            if isinstance(tempo, torch.Tensor) or (tempo is not None and tempo != 1):
                 real = frames_per_clip.clamp(0, num_frames) if lengths is not None else None
                 output, num_frames, real = self._change_tempo(output, tempo, num_frames, real)
                 output_frames = output.shape[1]
@@ -369,7 +371,7 @@ class MeamtmFrontend(nn.Module):
         return output
 
     def _change_tempo(
-        self, output: torch.Tensor, tempo: float, num_frames: int, real_frames: torch.Tensor | None
+        self, output: torch.Tensor, tempo: float | torch.Tensor, num_frames: int, real_frames: torch.Tensor | None
     ) -> tuple[torch.Tensor, int, torch.Tensor]:
         """`(batch, frames, num_mel_bins)` log-mel with `num_frames` frames of audio (each clip's real frames
         `real_frames`, `(batch,)`, or all of them) -> the log-mel of every clip spoken `tempo` times as fast, its
@@ -379,23 +381,29 @@ class MeamtmFrontend(nn.Module):
         frame held past its end); a clip of `n` real frames keeps `tempo_frames(n)`, at most `max_length`, and the
         rest are padding frames (AST's padding value). The output is `max_length` frames wide, or with
         `padding_mode="longest"` the whole patch columns of the stretched batch (at most the grid's), so a clip
-        gives the same output alone and in a batch.
+        gives the same output alone and in a batch. A `(batch,)` `tempo` (training) gives each clip its own; the
+        batch is then as wide as its widest stretched clip needs.
         """
         config = self.config
         if torch.compiler.is_exporting() or torch.jit.is_tracing():
             raise RuntimeError(
-                f"A test-time tempo view (tempo {tempo:g}) cannot be exported or traced: the width of a stretched "
-                "batch depends on its length. Set model.config.test_time_max_tempo = 0 before exporting."
+                "A tempo view cannot be exported or traced: the width of a stretched batch depends on its length. "
+                "Set model.config.test_time_max_tempo = 0 before exporting."
             )
         batch_size = output.shape[0]
-        kept_frames = min(int(tempo_frames(torch.tensor(num_frames), tempo)), config.max_length)
+        if real_frames is None:
+            real_frames = torch.full((batch_size,), num_frames, device=output.device)
+        if isinstance(tempo, torch.Tensor):
+            tempo = tempo.to(device=output.device, dtype=torch.float32)[:, None]  # (batch, 1)
+            kept_frames = min(int(tempo_frames(real_frames, tempo[:, 0]).max()), config.max_length)
+        else:
+            kept_frames = min(int(tempo_frames(torch.tensor(num_frames), tempo)), config.max_length)
         width = config.max_length
         if config.padding_mode == "longest":
             width = config.num_frames_of_columns(config.num_patch_columns_of(kept_frames))
             kept_frames = min(kept_frames, width)  # the frames past the grid's last column, as `longest_frames`
-        if real_frames is None:
-            real_frames = torch.full((batch_size,), num_frames, device=output.device)
-        kept = tempo_frames(real_frames, tempo).clamp(max=kept_frames)
+        kept = tempo_frames(real_frames, tempo if not isinstance(tempo, torch.Tensor) else tempo[:, 0])
+        kept = kept.clamp(max=kept_frames)
         last = (real_frames - 1).clamp_min(0)[:, None]  # (batch, 1)
         positions = torch.arange(width, device=output.device, dtype=torch.float32)[None, :] * tempo
         positions = torch.minimum(positions, last.to(torch.float32))  # (batch, width)

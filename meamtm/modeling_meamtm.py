@@ -719,8 +719,16 @@ class MeamtmModel(MeamtmPreTrainedModel):
                 f"frame_shift={frame_shift} must be between 0 and patch_size - time_stride = "
                 f"{self.config.patch_size - self.config.time_stride} frames (see config.test_time_max_shift)."
             )
+        if self.training and self.config.tempo_perturbation > 0:
+            if tempo is not None:
+                raise ValueError(f"tempo={tempo} is a test-time view; in training, config.tempo_perturbation draws each "
+                                 "example's tempo.")
+            batch_size, spread = input_values.shape[0], self.config.tempo_perturbation
+            tempo = 1 + spread * (2 * torch.rand(batch_size, device=input_values.device) - 1)
+            if lengths is None:  # the stretched clips' lengths make the patch mask
+                lengths = torch.full((batch_size,), input_values.shape[1], device=input_values.device)
         spectrogram = self.spec_augment(self.frontend(input_values, lengths, filter_bank_warp, frame_shift, tempo))
-        if tempo is not None and tempo != 1 and lengths is not None:
+        if (isinstance(tempo, torch.Tensor) or (tempo is not None and tempo != 1)) and lengths is not None:
             lengths = stretched_lengths(self.config, lengths, tempo)
         spectrogram = self.channel_dropout(spectrogram)
         if mixing is not None:

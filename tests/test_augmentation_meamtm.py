@@ -316,6 +316,8 @@ def test_gradient_checkpointing_with_patchout_gives_the_same_gradients():
         (dict(test_time_max_shift=1, time_stride=8), "test_time_max_shift=1 must be between 0 (off) and patch_size - time_stride = 0"),
         (dict(test_time_shifts=1), "test_time_shifts=1 must be at least 2"),
         (dict(test_time_max_shift=2, test_time_shifts=4), "test_time_shifts=4 must be at least 2 (the clip as it is and a shifted copy) and at most test_time_max_shift"),
+        (dict(tempo_perturbation=1.0), "tempo_perturbation=1.0 must be in [0, 1)"),
+        (dict(tempo_perturbation=-0.1), "tempo_perturbation=-0.1 must be in [0, 1)"),
         (dict(test_time_max_tempo=1.0), "test_time_max_tempo=1.0 must be in [0, 1)"),
         (dict(test_time_max_tempo=-0.2), "test_time_max_tempo=-0.2 must be in [0, 1)"),
         (dict(test_time_tempos=4), "test_time_tempos=4 must be an odd number of at least 3"),
@@ -785,6 +787,52 @@ def test_a_tempo_view_gives_a_clip_the_same_output_alone_as_in_a_batch(padding_m
                 for row, length in enumerate(lengths):
                     alone = model.meamtm(inputs[row : row + 1, :length], tempo=tempo, frame_shift=shift).pooler_output
                     torch.testing.assert_close(alone, batch[row : row + 1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("padding_mode", ["max_length", "longest"])
+def test_tempo_perturbation_stretches_each_training_example_to_its_own_tempo(padding_mode):
+    config = tiny_config(padding_mode=padding_mode, normalization="global+per_clip", tempo_perturbation=0.25)
+    model = MeamtmForAudioClassification(tiny_config(**{**config.to_dict(), "num_labels": 3}))
+    plain = classifier(padding_mode=padding_mode, normalization="global+per_clip")
+    plain.load_state_dict(model.state_dict())
+    inputs, mask = waveforms(), torch.ones(4, 9000, dtype=torch.long)
+    mask[2, 5000:] = 0
+    inputs = inputs * mask
+    # Off in evaluation: bit-identical to the plain model.
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(inputs, attention_mask=mask).logits,
+                                   plain.eval()(inputs, attention_mask=mask).logits, atol=0, rtol=0)
+    # In training: each example's tempo drawn in [0.75, 1.25] from the global generator; what the model encodes is
+    # the frontend's stretch of each clip to its own tempo, with the stretched clips' patch mask.
+    seen = {}
+
+    def keep(module, args, output):
+        seen["spectrogram"] = output
+
+    handle = model.meamtm.frontend.register_forward_hook(keep)
+    torch.manual_seed(5)
+    loss = model.train()(inputs, attention_mask=mask, labels=torch.tensor([0, 1, 2, 1])).loss
+    handle.remove()
+    torch.manual_seed(5)
+    tempi = 1 + 0.25 * (2 * torch.rand(4) - 1)
+    assert len(set(tempi.tolist())) == 4 and ((tempi >= 0.75) & (tempi <= 1.25)).all()
+    frontend = model.meamtm.frontend
+    for row in range(4):
+        alone = frontend(inputs[row : row + 1], mask[row : row + 1].sum(-1), tempo=float(tempi[row]))
+        width = min(alone.shape[1], seen["spectrogram"].shape[1])
+        torch.testing.assert_close(seen["spectrogram"][row, :width], alone[0, :width], atol=1e-5, rtol=1e-5)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(grad).all() for grad in grads)
+    # Deterministic under a seed, different from the plain model's loss.
+    torch.manual_seed(5)
+    again = model.train()(inputs, attention_mask=mask, labels=torch.tensor([0, 1, 2, 1])).loss
+    torch.testing.assert_close(again, loss, atol=0, rtol=0)
+    torch.manual_seed(5)
+    assert not torch.allclose(plain.train()(inputs, attention_mask=mask, labels=torch.tensor([0, 1, 2, 1])).loss, loss)
+    # A test-time view is refused in training, where the config draws the tempi.
+    with pytest.raises(ValueError, match="tempo=0.9 is a test-time view"):
+        model.train().meamtm(inputs, attention_mask=mask, tempo=0.9)
 
 
 def test_a_tempo_view_cannot_be_traced():

@@ -30,6 +30,7 @@ AUGMENTED = dict(
     drop_path_rate=0.1,
     freq_mixstyle_probability=0.5,
     pitch_shift_semitones=2,
+    tempo_perturbation=0.2,
 )
 
 
@@ -73,6 +74,7 @@ def test_features_on_cuda_equal_those_on_the_cpu(overrides, backend):
         dict(padding_mode="longest"),
         # the fsdd recipe's model
         dict(padding_mode="longest", normalization="global+per_clip", test_time_max_warp=0.1, test_time_max_shift=2),
+        dict(padding_mode="longest", normalization="global+per_clip", test_time_max_shift=2, test_time_max_tempo=0.2),
     ],
 )
 def test_logits_on_cuda_equal_those_on_the_cpu_and_a_clip_alone_equals_it_in_a_batch(overrides):
