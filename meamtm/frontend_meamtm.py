@@ -393,16 +393,18 @@ class MeamtmFrontend(nn.Module):
         batch_size = output.shape[0]
         if real_frames is None:
             real_frames = torch.full((batch_size,), num_frames, device=output.device)
-        if isinstance(tempo, torch.Tensor):
-            tempo = tempo.to(device=output.device, dtype=torch.float32)[:, None]  # (batch, 1)
-            kept_frames = min(int(tempo_frames(real_frames, tempo[:, 0]).max()), config.max_length)
-        else:
+        if isinstance(tempo, torch.Tensor):  # each clip's own: the batch's widest stretched clip sets the width
+            tempo = tempo.to(device=output.device, dtype=torch.float32)
+            kept = tempo_frames(real_frames, tempo)
+            kept_frames = min(int(kept.max()), config.max_length)
+            tempo = tempo[:, None]  # (batch, 1), against the frame positions
+        else:  # one for all: the batch's width, as its widest clip alone would have
+            kept = tempo_frames(real_frames, tempo)
             kept_frames = min(int(tempo_frames(torch.tensor(num_frames), tempo)), config.max_length)
         width = config.max_length
         if config.padding_mode == "longest":
             width = config.num_frames_of_columns(config.num_patch_columns_of(kept_frames))
             kept_frames = min(kept_frames, width)  # the frames past the grid's last column, as `longest_frames`
-        kept = tempo_frames(real_frames, tempo if not isinstance(tempo, torch.Tensor) else tempo[:, 0])
         kept = kept.clamp(max=kept_frames)
         last = (real_frames - 1).clamp_min(0)[:, None]  # (batch, 1)
         positions = torch.arange(width, device=output.device, dtype=torch.float32)[None, :] * tempo
