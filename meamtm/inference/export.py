@@ -78,6 +78,12 @@ def export_program(model: MeamtmForAudioClassification) -> torch.export.Exported
             "stft_backend='auto' picks the STFT back end from the device at trace time: load the model with "
             "stft_backend='fft' or 'conv' for export (from_pretrained(path, stft_backend='fft'))."
         )
+    if model.config.test_time_tempo_factors:
+        raise ValueError(
+            f"test_time_max_tempo={model.config.test_time_max_tempo}: a test-time tempo view stretches the batch to "
+            "another width, which an exported graph cannot follow. Set model.config.test_time_max_tempo = 0 before "
+            "exporting (the exported model then averages over the other test-time views only)."
+        )
     classifier = WaveformClassifier(model.eval())
     with torch.no_grad():
         return torch.export.export(classifier, example_inputs(model.config), dynamic_shapes=dynamic_shapes(model.config))

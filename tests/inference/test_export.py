@@ -82,6 +82,9 @@ def test_back_ends_that_cannot_export_or_run_are_refused_with_the_fix(checkpoint
     conv64 = MeamtmForAudioClassification.from_pretrained(checkpoint, stft_backend="conv")
     with pytest.raises(ValueError, match="float64 Conv nodes"):
         export_onnx(conv64, str(tmp_path / "model.onnx"))
+    stretched = MeamtmForAudioClassification.from_pretrained(checkpoint, stft_backend="fft", test_time_max_tempo=0.2)
+    with pytest.raises(ValueError, match=r"test_time_max_tempo=0.2: .* Set model.config.test_time_max_tempo = 0"):
+        export_program(stretched)
 
 
 @pytest.mark.slow
