@@ -101,7 +101,7 @@ def tempo_frames(frames: torch.Tensor, tempo: float | torch.Tensor) -> torch.Ten
 def stretched_lengths(config: MeamtmConfig, lengths: torch.Tensor, tempo: float | torch.Tensor) -> torch.Tensor:
     """`(batch,)` lengths in samples -> the lengths whose frames (`config.num_frames_of`) are the real frames each
     clip keeps at `tempo` (its frames, at most `max_length`, through `tempo_frames`); a clip shorter than one window
-    keeps its length. What the patch mask of a test-time tempo view reads (`real_patches`)."""
+    keeps its length. What the patch mask of a stretched batch reads (`real_patches`)."""
     frames = torch.div(lengths - config.win_length, config.hop_length, rounding_mode="floor") + 1
     kept = tempo_frames(frames.clamp(0, config.max_length), tempo).clamp(max=config.max_length)
     return torch.where(kept > 0, (kept - 1) * config.hop_length + config.win_length, lengths)
