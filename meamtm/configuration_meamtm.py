@@ -585,8 +585,8 @@ class MeamtmConfig(PreTrainedConfig):
             )
         if not 0 <= self.tempo_perturbation < 1:
             raise ValueError(
-                f"tempo_perturbation={self.tempo_perturbation} must be in [0, 1): tempi are drawn in [1 - p, 1 + p] and "
-                "must stay positive (0.25 gives 0.75-1.25; 0 turns it off)."
+                f"tempo_perturbation={self.tempo_perturbation} must be in [0, 1): tempi are drawn in [1 - p, 1 + p] "
+                "and must stay positive (0.25 gives 0.75-1.25; 0 turns it off)."
             )
         if not 0 <= self.freq_mixstyle_probability <= 1:
             raise ValueError(

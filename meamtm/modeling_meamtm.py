@@ -721,8 +721,10 @@ class MeamtmModel(MeamtmPreTrainedModel):
             )
         if self.training and self.config.tempo_perturbation > 0:
             if tempo is not None:
-                raise ValueError(f"tempo={tempo} is a test-time view; in training, config.tempo_perturbation draws each "
-                                 "example's tempo.")
+                raise ValueError(
+                    f"tempo={tempo} is a test-time view; in training, config.tempo_perturbation draws each example's "
+                    "tempo."
+                )
             batch_size, spread = input_values.shape[0], self.config.tempo_perturbation
             tempo = 1 + spread * (2 * torch.rand(batch_size, device=input_values.device) - 1)
             if lengths is None:  # the stretched clips' lengths make the patch mask

@@ -53,7 +53,9 @@ class ViewArguments:
     folds_dir: str | None = field(default=None, metadata={"help": "scripts/fsdd_folds.py's folder: <fold>/test.csv."})
     models: list[str] = field(default_factory=list, metadata={"help": "Model folders, evaluated on one eval set."})
     eval_dir: str | None = field(default=None, metadata={"help": "audiofolder of labelled clips, with --models."})
-    eval_file: str | None = field(default=None, metadata={"help": "CSV/JSON metadata of labelled clips, with --models."})
+    eval_file: str | None = field(
+        default=None, metadata={"help": "CSV/JSON metadata of labelled clips, with --models."}
+    )
     batch_size: int = field(default=64, metadata={"help": "Clips per forward pass."})
     threads: int | None = field(default=None, metadata={"help": "torch threads (torch's default otherwise)."})
 
@@ -151,7 +153,8 @@ def table_of(args: ViewArguments, runs: list[dict], sizes: dict[str, int]) -> tu
         better = sum(run["accuracy"][text] > run["accuracy"][first] for run in runs)
         worse = sum(run["accuracy"][text] < run["accuracy"][first] for run in runs)
         summary[text] = {**means, "mean": mean, "better": better, "worse": worse, "views": sizes[text]}
-        lines.append(f"| `{text or 'plain'}` | {sizes[text]} | " + " | ".join(cells) + f" | {mean:.2f}% | {better} / {worse} |")
+        row = [f"`{text or 'plain'}`", str(sizes[text]), *cells, f"{mean:.2f}%", f"{better} / {worse}"]
+        lines.append("| " + " | ".join(row) + " |")
     return summary, "\n".join(lines)
 
 
@@ -172,8 +175,8 @@ def main(argv: list[str] | None = None) -> dict:
     summary, table = table_of(args, runs, {text: len(views_of(checked)) for text, checked in sets.items()})
     descriptions = {text: test_time_text(checked, off="plain") for text, checked in sets.items()}
     command = shlex.join(["python", "scripts/compare_test_time_views.py", *(sys.argv[1:] if argv is None else argv)])
-    markdown = (f"# Test-time views compared on {len(runs)} trained model(s)\n\n{machine_description()}, {current_date()}; "
-                f"`{command}`\n\n{table}\n")
+    markdown = (f"# Test-time views compared on {len(runs)} trained model(s)\n\n"
+                f"{machine_description()}, {current_date()}; `{command}`\n\n{table}\n")
     payload = dict(settings=asdict(args), machine=machine_description(), date=current_date(), summary=summary,
                    descriptions=descriptions, runs=runs)
     write_result_file(Path(args.results).with_suffix(".json"), payload, markdown)

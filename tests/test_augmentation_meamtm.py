@@ -702,7 +702,8 @@ def test_test_time_tempi_are_evenly_spaced_around_exactly_one():
     assert tiny_config(**TEST_TIME_TEMPI).test_time_tempo_factors == [0.75, 1.0, 1.25]
     tempi = tiny_config(test_time_max_tempo=0.2, test_time_tempos=5).test_time_tempo_factors
     assert tempi[2] == 1.0
-    torch.testing.assert_close(torch.tensor(tempi, dtype=torch.float64), torch.linspace(0.8, 1.2, 5, dtype=torch.float64))
+    expected = torch.linspace(0.8, 1.2, 5, dtype=torch.float64)
+    torch.testing.assert_close(torch.tensor(tempi, dtype=torch.float64), expected)
 
 
 @pytest.mark.parametrize("padding_mode", ["max_length", "longest"])
@@ -776,8 +777,9 @@ def test_a_tempo_view_gives_a_clip_the_same_output_alone_as_in_a_batch(padding_m
     the window, and shorter than one analysis window: the same pooled output alone and in the padded batch."""
     model = classifier(padding_mode=padding_mode, normalization="global+per_clip").eval()
     config = model.config
-    lengths = [config.win_length + (config.time_stride * 3 + phase) * config.hop_length for phase in range(config.time_stride)]
-    lengths += [config.win_length + 70 * config.hop_length, config.win_length // 2]
+    hop, stride = config.hop_length, config.time_stride
+    lengths = [config.win_length + (stride * 3 + phase) * hop for phase in range(stride)]
+    lengths += [config.win_length + 70 * hop, config.win_length // 2]
     inputs = waveforms(len(lengths), max(lengths))
     mask = (torch.arange(inputs.shape[1])[None, :] < torch.tensor(lengths)[:, None]).long()
     with torch.no_grad():
