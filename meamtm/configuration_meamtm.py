@@ -10,6 +10,14 @@ from transformers import PreTrainedConfig
 PITCH_ENVELOPE_QUEFRENCY_S = 0.0025
 
 
+def evenly_around_one(spread: float, count: int) -> list[float]:
+    """`count` factors evenly spaced over `[1 - spread, 1 + spread]`, the middle one exactly 1 (`count` odd); `[]`
+    for a spread of 0 (off)."""
+    if spread <= 0:
+        return []
+    return [1 + float(spread) * (2 * index - (count - 1)) / (count - 1) for index in range(count)]
+
+
 @strict
 class MeamtmConfig(PreTrainedConfig):
     r"""
@@ -396,10 +404,7 @@ class MeamtmConfig(PreTrainedConfig):
     @property
     def test_time_warp_factors(self) -> list[float]:
         """The warp factors an evaluating classifier averages over (`test_time_max_warp`); `[]` when it is off."""
-        if self.test_time_max_warp <= 0:
-            return []
-        count, warp = self.test_time_warps, float(self.test_time_max_warp)
-        return [1 + warp * (2 * index - (count - 1)) / (count - 1) for index in range(count)]  # the middle one is 1
+        return evenly_around_one(self.test_time_max_warp, self.test_time_warps)
 
     @property
     def test_time_frame_shifts(self) -> list[int]:
@@ -414,10 +419,7 @@ class MeamtmConfig(PreTrainedConfig):
     def test_time_tempo_factors(self) -> list[float]:
         """The tempi an evaluating classifier averages over (`test_time_max_tempo`), the middle one 1; `[]` when it
         is off."""
-        if self.test_time_max_tempo <= 0:
-            return []
-        count, tempo = self.test_time_tempos, float(self.test_time_max_tempo)
-        return [1 + tempo * (2 * index - (count - 1)) / (count - 1) for index in range(count)]
+        return evenly_around_one(self.test_time_max_tempo, self.test_time_tempos)
 
     @property
     def uses_freq_mixstyle(self) -> bool:
