@@ -606,16 +606,11 @@ class MeamtmConfig(PreTrainedConfig):
                 f"channel_dropout={self.channel_dropout} drops one of two spectrogram channels, and "
                 f"normalization={self.normalization!r} makes one: set normalization='global+per_clip' or channel_dropout=0."
             )
-        if not 0 <= self.test_time_max_warp < 1:
-            raise ValueError(
-                f"test_time_max_warp={self.test_time_max_warp} must be in [0, 1): the warp factors span "
-                "[1 - w, 1 + w] and must stay positive (0 turns test-time warping off)."
-            )
-        if self.test_time_warps < 3 or self.test_time_warps % 2 == 0:
-            raise ValueError(
-                f"test_time_warps={self.test_time_warps} must be an odd number of at least 3, so that the plain filter "
-                "bank is the middle warp (3 gives 0.9, 1.0 and 1.1 with test_time_max_warp=0.1)."
-            )
+        self._check_views_around_one(
+            "test_time_max_warp", "test_time_warps",
+            "the warp factors span [1 - w, 1 + w] and must stay positive (0 turns test-time warping off).",
+            "the plain filter bank is the middle warp (3 gives 0.9, 1.0 and 1.1 with test_time_max_warp=0.1).",
+        )
         most = max(self.patch_size - self.time_stride, 0)
         if not 0 <= self.test_time_max_shift <= most:
             raise ValueError(
@@ -629,16 +624,12 @@ class MeamtmConfig(PreTrainedConfig):
                 f"test_time_shifts={self.test_time_shifts} must be at least 2 (the clip as it is and a shifted copy) and "
                 f"at most test_time_max_shift + 1 = {self.test_time_max_shift + 1}, so that no two shifts are the same."
             )
-        if not 0 <= self.test_time_max_tempo < 1:
-            raise ValueError(
-                f"test_time_max_tempo={self.test_time_max_tempo} must be in [0, 1): the tempi span [1 - m, 1 + m] and "
-                "must stay positive (0.2 gives 0.8, 1.0 and 1.2; 0 turns test-time tempi off)."
-            )
-        if self.test_time_tempos < 3 or self.test_time_tempos % 2 == 0:
-            raise ValueError(
-                f"test_time_tempos={self.test_time_tempos} must be an odd number of at least 3, so that the clip as it "
-                "is is the middle tempo (3 gives 0.8, 1.0 and 1.2 with test_time_max_tempo=0.2)."
-            )
+        self._check_views_around_one(
+            "test_time_max_tempo", "test_time_tempos",
+            "the tempi span [1 - m, 1 + m] and must stay positive (0.2 gives 0.8, 1.0 and 1.2; 0 turns test-time tempi "
+            "off).",
+            "the clip as it is is the middle tempo (3 gives 0.8, 1.0 and 1.2 with test_time_max_tempo=0.2).",
+        )
         for name, size_name in (("freq_mask_param", "num_mel_bins"), ("time_mask_param", "max_length")):
             value, size = getattr(self, name), getattr(self, size_name)
             if not 0 <= value <= size:
@@ -647,5 +638,14 @@ class MeamtmConfig(PreTrainedConfig):
                     "the masked axis."
                 )
 
+
+    def _check_views_around_one(self, spread_name: str, count_name: str, span: str, middle: str):
+        """A test-time spread in [0, 1) and an odd count of at least 3 views (`evenly_around_one`), else a
+        `ValueError` naming the value: `span` says what the spread spans, `middle` which view is the plain one."""
+        spread, count = getattr(self, spread_name), getattr(self, count_name)
+        if not 0 <= spread < 1:
+            raise ValueError(f"{spread_name}={spread} must be in [0, 1): {span}")
+        if count < 3 or count % 2 == 0:
+            raise ValueError(f"{count_name}={count} must be an odd number of at least 3, so that {middle}")
 
 __all__ = ["MeamtmConfig"]
