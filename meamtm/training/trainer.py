@@ -9,13 +9,15 @@
   through the `evaluate` modules shipped in `meamtm/metrics`.
 * `load_model`: a checkpoint with a new head, or a fresh model; `checked_test_time_settings`: test-time warps and
   frame shifts to set on its config, checked first; `test_time_text`: them as a log line or model card shows them.
-* `MeamtmTrainer`: `Trainer` with balanced (PSLA) sampling that keeps the run's own model card.
+* `MeamtmTrainer`: `Trainer` with balanced (PSLA) sampling, optional sharpness-aware minimisation (`--sam_rho`),
+  that keeps the run's own model card.
 * `resume_point`, `train_or_finish`, `average_last_checkpoints`: resuming after a crash, a rerun of a finished
   run, and weight averaging (`complete_checkpoints`, `average_checkpoints`).
 """
 
 import importlib.util
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +84,23 @@ class MeamtmTrainingArguments(TrainingArguments):
         default="tensorboard" if importlib.util.find_spec("tensorboard") else "none",
         metadata={"help": "Loggers: tensorboard (default when installed), wandb, none, all."},
     )
+    sam_rho: float = field(
+        default=0.0,
+        metadata={"help": "Sharpness-aware minimisation (Foret et al. 2021): each step takes the gradient at the "
+                          "weights moved by this radius up the batch's gradient (two forward and backward passes "
+                          "a step). 0 (default) is off; Chen et al. 2022 used 0.05-0.2 for ViTs from scratch."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not (isinstance(self.sam_rho, (int, float)) and math.isfinite(self.sam_rho) and self.sam_rho >= 0):
+            raise ValueError(f"--sam_rho {self.sam_rho!r} is not a radius >= 0: give e.g. 0.05, or 0 for no SAM.")
+        if self.sam_rho and self.gradient_accumulation_steps != 1:
+            raise ValueError(
+                f"--sam_rho {self.sam_rho} with --gradient_accumulation_steps {self.gradient_accumulation_steps}: SAM "
+                "takes each step's ascent from one batch's gradient; give --gradient_accumulation_steps 1 (a larger "
+                "--per_device_train_batch_size instead), or --sam_rho 0."
+            )
 
 
 def apply_overrides(config: MeamtmConfig, overrides: str | None) -> set[str]:
@@ -232,7 +251,9 @@ def make_compute_metrics(labels: LabelSpace):
 
 class MeamtmTrainer(Trainer):
     """`Trainer` with balanced sampling, `train_sampling_strategy="group_by_length"` reading the lengths of
-    `add_length_column` past the audio-decoding transform, and which keeps the run's own model card.
+    `add_length_column` past the audio-decoding transform, sharpness-aware steps when `args.sam_rho` > 0 (the
+    gradient taken at the weights moved `sam_rho` along the batch's normalised gradient, then applied where
+    they were), and which keeps the run's own model card.
 
     Args (beyond `Trainer`'s):
         sampling_weights (`np.ndarray` `(num_clips,)`, *optional*): draw training clips with these weights
@@ -245,6 +266,40 @@ class MeamtmTrainer(Trainer):
     def __init__(self, *args, sampling_weights: np.ndarray | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.sampling_weights = sampling_weights
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        rho = getattr(self.args, "sam_rho", 0.0)
+        if not rho:
+            return super().training_step(model, inputs, num_items_in_batch)
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            raise ValueError(
+                f"--sam_rho {rho} needs each process to hold whole gradients; it is not supported under FSDP or "
+                "DeepSpeed: give --sam_rho 0 there."
+            )
+        # Sharpness-aware minimisation: the gradient at w is the ascent direction; the step's gradient is taken
+        # at w + rho * g / |g| and applied to w. `inputs` is the same batch for both passes.
+        loss = super().training_step(model, dict(inputs), num_items_in_batch)
+        parameters = [p for p in model.parameters() if p.grad is not None]
+        if not parameters:
+            return loss
+        with torch.no_grad():
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in parameters]))
+            if not torch.isfinite(norm) or norm == 0:
+                # Nothing to climb along (or an overflow the step skips): keep the plain gradient.
+                return loss
+            scale = rho / norm
+            # The weights are copied back afterwards, not stepped back: (w + e) - e need not be w in floating point.
+            weights = [parameter.detach().clone() for parameter in parameters]
+            for parameter in parameters:
+                parameter.add_(parameter.grad * scale)
+        model.zero_grad(set_to_none=True)
+        try:
+            super().training_step(model, dict(inputs), num_items_in_batch)
+        finally:
+            with torch.no_grad():
+                for parameter, weight in zip(parameters, weights):
+                    parameter.copy_(weight)
+        return loss
 
     def _get_train_sampler(self, train_dataset=None):
         if self.sampling_weights is not None:

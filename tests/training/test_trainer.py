@@ -222,3 +222,83 @@ def test_evaluation_keeps_the_data_set_order_when_training_groups_by_length(tmp_
     eval_dataset = Dataset.from_dict({"input_values": [[0.0] * n for n in (5, 1, 3)], "label": [0, 1, 0]})
     sampler = trainer._get_eval_sampler(eval_dataset)
     assert isinstance(sampler, SequentialSampler) and list(sampler) == [0, 1, 2]
+
+
+def sam_setup(tmp_path, rho, **overrides):
+    from meamtm import MeamtmForAudioClassification
+    from meamtm.training.trainer import MeamtmTrainer
+
+    from ..conftest import tiny_config
+
+    torch.manual_seed(0)
+    model = MeamtmForAudioClassification(tiny_config(num_labels=3, **overrides))
+    args = MeamtmTrainingArguments(output_dir=str(tmp_path), report_to="none", eval_strategy="no", sam_rho=rho)
+    trainer = MeamtmTrainer(model=model, args=args)
+    trainer.current_gradient_accumulation_steps = 1  # what the training loop sets before its steps
+    generator = torch.Generator().manual_seed(1)
+    inputs = {"input_values": torch.randn(4, 4000, generator=generator), "labels": torch.tensor([0, 1, 2, 1])}
+    return model, trainer, inputs
+
+
+def gradient_at(model, inputs, shift=None):
+    """The batch's gradient at the model's weights (moved by `shift`, a list matching `parameters()`)."""
+    model.train()
+    model.zero_grad(set_to_none=True)
+    parameters = list(model.parameters())
+    weights = [parameter.detach().clone() for parameter in parameters]
+    with torch.no_grad():
+        for parameter, step in zip(parameters, shift or []):
+            parameter.add_(step)
+    model(**inputs).loss.backward()
+    gradients = [None if p.grad is None else p.grad.clone() for p in parameters]
+    with torch.no_grad():
+        for parameter, weight in zip(parameters, weights):
+            parameter.copy_(weight)
+    model.zero_grad(set_to_none=True)
+    return gradients
+
+
+def test_sharpness_aware_step_takes_the_gradient_at_the_ascended_weights(tmp_path):
+    rho = 0.5
+    model, trainer, inputs = sam_setup(tmp_path, rho)
+    before = [p.detach().clone() for p in model.parameters()]
+    plain = gradient_at(model, inputs)
+    norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in plain if g is not None]))
+    ascent = [torch.zeros_like(p) if g is None else g * rho / norm for p, g in zip(model.parameters(), plain)]
+    expected = gradient_at(model, inputs, ascent)
+
+    loss = trainer.training_step(model, inputs)
+
+    assert torch.allclose(loss, model(**inputs).loss.detach(), atol=1e-6)  # the loss at w, not at the ascent
+    for parameter, weight in zip(model.parameters(), before):
+        assert torch.equal(parameter, weight)  # the weights are back where they were
+    compared = 0
+    for parameter, want, at_w in zip(model.parameters(), expected, plain):
+        if want is None:
+            assert parameter.grad is None or not parameter.grad.any()
+            continue
+        torch.testing.assert_close(parameter.grad, want, rtol=1e-4, atol=1e-6)
+        compared += int(not torch.allclose(want, at_w, rtol=1e-3, atol=1e-7))
+    assert compared > 0  # the ascent changed the gradient, so the comparison could fail
+
+
+def test_sharpness_aware_minimisation_off_is_the_plain_step(tmp_path):
+    model, trainer, inputs = sam_setup(tmp_path, 0.0)
+    plain = gradient_at(model, inputs)
+    trainer.training_step(model, inputs)
+    for parameter, want in zip(model.parameters(), plain):
+        if want is not None:
+            torch.testing.assert_close(parameter.grad, want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (dict(sam_rho=-0.1), "--sam_rho -0.1 is not a radius >= 0"),
+        (dict(sam_rho=float("inf")), "--sam_rho inf is not a radius"),
+        (dict(sam_rho=0.05, gradient_accumulation_steps=4), "--gradient_accumulation_steps 1"),
+    ],
+)
+def test_sharpness_aware_settings_that_cannot_work_are_refused(tmp_path, values, message):
+    with pytest.raises(ValueError, match=message):
+        MeamtmTrainingArguments(output_dir=str(tmp_path), report_to="none", **values)
