@@ -1,5 +1,7 @@
 """MEAMTM configuration: an Audio Spectrogram Transformer whose log-mel frontend lives inside the model."""
 
+import math
+
 import torch
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
@@ -59,6 +61,13 @@ class MeamtmConfig(PreTrainedConfig):
             the real frames whose level (the log of the frame's summed mel energy) is within this many dB of the
             clip's loudest frame, so that the length of the silence around a word does not move the mean; 0 takes
             every real frame.
+        trim_silence_db (`float`, defaults to 0.0): before the spectrogram, cut each clip to the span from its
+            first to its last frame whose level (mean square of the `win_length` samples, in dB) is within this many
+            dB of its loudest frame, `trim_silence_margin` seconds kept on each side (`trim_silence` in
+            `frontend_meamtm.py`): the quiet before and after a sound, which differs from recording to recording,
+            does not reach the model, in training and in evaluation alike. 0 (AST) keeps every sample.
+        trim_silence_margin (`float`, defaults to 0.05): seconds kept before the first and after the last frame
+            that `trim_silence_db` keeps.
         envelope_coefficients (`int`, defaults to 8): with `normalization="per_clip_envelope"`, how many DCT-II
             coefficients of the clip's mean log-mel count as its envelope (1: the level only; `num_mel_bins`: the
             whole mean, as `"per_clip"`).
@@ -224,6 +233,8 @@ class MeamtmConfig(PreTrainedConfig):
     cepstral_coefficients: int = 0
     envelope_coefficients: int = 8
     clip_mean_range_db: float | int = 0.0
+    trim_silence_db: float | int = 0.0
+    trim_silence_margin: float | int = 0.05
     spectrogram_mean: float | int = -4.2677393
     spectrogram_std: float | int = 4.5689974
     trainable_stft: bool = False
@@ -497,6 +508,16 @@ class MeamtmConfig(PreTrainedConfig):
                 f"clip_mean_range_db={self.clip_mean_range_db} needs a per-clip normalization ('per_clip', "
                 "'per_clip_envelope' or 'global+per_clip') "
                 "and a value >= 0 (about 30 dB keeps a word's frames and drops the silence around it; 0: every frame)."
+            )
+        if not (math.isfinite(self.trim_silence_db) and self.trim_silence_db >= 0):
+            raise ValueError(
+                f"trim_silence_db={self.trim_silence_db} must be a finite number of dB >= 0: about 30 keeps a word "
+                "and drops the quiet around it; 0 keeps every sample."
+            )
+        if not (math.isfinite(self.trim_silence_margin) and self.trim_silence_margin >= 0):
+            raise ValueError(
+                f"trim_silence_margin={self.trim_silence_margin} must be a finite number of seconds >= 0 (0.05 keeps "
+                "50 ms of quiet on each side of what trim_silence_db keeps)."
             )
         if self.uses_clip_envelope and not 1 <= self.envelope_coefficients <= self.num_mel_bins:
             raise ValueError(

@@ -107,6 +107,53 @@ def stretched_lengths(config: MeamtmConfig, lengths: torch.Tensor, tempo: float 
     return torch.where(kept > 0, (kept - 1) * config.hop_length + config.win_length, lengths)
 
 
+
+def trim_silence(
+    config: MeamtmConfig, waveforms: torch.Tensor, lengths: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(batch, num_samples)` waveforms and `(batch,)` lengths (None: all of each row) -> each clip cut to the span
+    of its frames within `config.trim_silence_db` of its loudest, `config.trim_silence_margin` seconds kept each side,
+    moved to the start of its row with zeros after it, and the new lengths.
+
+    A frame is `win_length` samples every `hop_length`, as the spectrogram's; its level is the mean square of its
+    samples less their mean (a DC offset is not sound), in dB. Only frames wholly inside the clip count; a clip
+    shorter than one frame, or with no frame above the floor, is kept whole. The cut never reaches past the clip's
+    own samples, so a clip gives the same output alone and in a batch. Tensor operations only, on the input's device.
+    """
+    batch_size, width = waveforms.shape
+    if lengths is None:
+        lengths = torch.full((batch_size,), width, device=waveforms.device, dtype=torch.long)
+    win, hop = config.win_length, config.hop_length
+    if width < win:
+        return waveforms, lengths
+    # Each frame's mean and mean square by average pooling (one graph for any width when exported); the
+    # variance's rounding error is far below any level the threshold reads.
+    samples = waveforms.to(torch.float32)[:, None, :]
+    mean = nn.functional.avg_pool1d(samples, win, hop)[:, 0]  # (batch, num_frames)
+    power = (nn.functional.avg_pool1d(samples.square(), win, hop)[:, 0] - mean.square()).clamp_min(0)
+    level = 10 * torch.log10(power + 1e-10)  # digital silence at -100 dB
+    num_frames = power.shape[1]
+    real = torch.div(lengths - win, hop, rounding_mode="floor") + 1
+    index = torch.arange(num_frames, device=waveforms.device)
+    is_real = index[None, :] < real[:, None]
+    level = level.masked_fill(~is_real, float("-inf"))
+    loudest = level.amax(dim=-1, keepdim=True)
+    active = is_real & (level >= loudest - config.trim_silence_db)
+    first = active.to(torch.int32).argmax(dim=-1)
+    last = num_frames - 1 - active.flip(-1).to(torch.int32).argmax(dim=-1)
+    margin = round(config.trim_silence_margin * config.sampling_rate)
+    start = (first * hop - margin).clamp_min(0)
+    end = torch.minimum(last * hop + win + margin, lengths)
+    keep = active.any(dim=-1)  # False: shorter than a frame
+    start = torch.where(keep, start, torch.zeros_like(start))
+    end = torch.where(keep, end, lengths)
+    positions = start[:, None] + torch.arange(width, device=waveforms.device)[None, :]
+    trimmed = waveforms.gather(1, positions.clamp(max=width - 1))
+    new_lengths = (end - start).to(lengths.dtype)
+    is_padding = torch.arange(width, device=waveforms.device)[None, :] >= new_lengths[:, None]
+    return trimmed.masked_fill(is_padding, 0.0), new_lengths
+
+
 class MeamtmFrontend(nn.Module):
     """Waveforms `(batch, num_samples)` -> normalised log-mel `(batch, num_frames, num_mel_bins)`, or
     `(batch, num_frames, num_mel_bins, 2)` with `config.normalization == "global+per_clip"` (the global and the

@@ -36,7 +36,7 @@ from .augmentation_meamtm import (
     average_test_time_predictions,
 )
 from .configuration_meamtm import MeamtmConfig
-from .frontend_meamtm import MeamtmFrontend, stretched_lengths
+from .frontend_meamtm import MeamtmFrontend, stretched_lengths, trim_silence
 
 
 logger = logging.get_logger(__name__)
@@ -712,6 +712,8 @@ class MeamtmModel(MeamtmPreTrainedModel):
             of `config.test_time_tempo_factors` in evaluation.
         """
         lengths = _check_waveforms(input_values, attention_mask, self.config)
+        if self.config.trim_silence_db > 0:
+            input_values, lengths = trim_silence(self.config, input_values, lengths)
         if mixing is not None:
             input_values, lengths = mixing.mix_waveforms(input_values, lengths)
         if not 0 <= frame_shift <= max(self.config.patch_size - self.config.time_stride, 0):

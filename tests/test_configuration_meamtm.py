@@ -51,6 +51,9 @@ def test_derived_geometry():
         (dict(hidden_dropout_prob=1.0), "hidden_dropout_prob=1.0"),
         (dict(window="triangle-ish"), "window='triangle-ish'"),
         (dict(pooling="max"), "pooling='max'"),
+        (dict(trim_silence_db=-10), "trim_silence_db=-10 must be a finite number of dB >= 0"),
+        (dict(trim_silence_db=float("nan")), "trim_silence_db=nan"),
+        (dict(trim_silence_margin=-0.1), "trim_silence_margin=-0.1 must be a finite number of seconds >= 0"),
     ],
 )
 def test_invalid_combinations_raise_value_error_naming_the_values(overrides, message):

@@ -478,3 +478,98 @@ def test_trainable_mel_filters_learn_with_padding_masks():
     frontend = MeamtmFrontend(tiny_config(trainable_mel=True))
     frontend(torch.randn(2, 9_000), torch.tensor([9_000, 3_000])).sum().backward()
     assert torch.isfinite(frontend.mel_filters.grad).all() and frontend.mel_filters.grad.abs().sum() > 0
+
+
+def numpy_trim(config, clip: np.ndarray) -> np.ndarray:
+    """The reference: frames of `win_length` every `hop_length` wholly inside the clip, level 10 log10 of the
+    variance of each frame's samples, the span of those within `trim_silence_db` of the loudest, plus the margin."""
+    win, hop = config.win_length, config.hop_length
+    if len(clip) < win:
+        return clip
+    frames = np.lib.stride_tricks.sliding_window_view(clip.astype(np.float64), win)[::hop]
+    level = 10 * np.log10(frames.var(axis=1) + 1e-10)
+    active = np.flatnonzero(level >= level.max() - config.trim_silence_db)
+    margin = round(config.trim_silence_margin * config.sampling_rate)
+    start = max(active[0] * hop - margin, 0)
+    end = min(active[-1] * hop + win + margin, len(clip))
+    return clip[start:end]
+
+
+def word_in_quiet(generator, lead: int, word: int, tail: int, quiet: float = 0.0, dc: float = 0.0) -> np.ndarray:
+    """A 'word' (noise under a rising and falling envelope) between stretches of quiet (hiss of `quiet` rms)."""
+    envelope = np.sin(np.linspace(0, np.pi, word)) ** 0.5
+    clip = np.concatenate([
+        generator.normal(0, quiet, lead), 0.3 * envelope * generator.normal(0, 1, word), generator.normal(0, quiet, tail)
+    ])
+    return (clip + dc).astype(np.float32)
+
+
+def test_trim_silence_cuts_each_clip_as_the_reference_does_in_a_batch():
+    from meamtm.frontend_meamtm import trim_silence
+
+    config = MeamtmConfig(sampling_rate=8000, win_length=200, hop_length=80, n_fft=256, trim_silence_db=30)
+    generator = np.random.default_rng(0)
+    clips = [
+        word_in_quiet(generator, 1600, 3000, 2400),  # digital silence around the word
+        word_in_quiet(generator, 400, 2500, 3000, quiet=1e-4),  # a faint hiss, 60 dB down: cut
+        word_in_quiet(generator, 800, 2000, 800, quiet=0.05),  # a loud hiss, 15 dB down: kept
+        word_in_quiet(generator, 1000, 1500, 1000, quiet=1e-5, dc=0.2),  # a DC offset is not sound
+        word_in_quiet(generator, 0, 150, 0),  # shorter than one frame: kept whole
+        np.zeros(3000, np.float32),  # nothing above the floor: kept whole
+    ]
+    waveforms, lengths = padded_batch(clips)
+    trimmed, new_lengths = trim_silence(config, waveforms, lengths)
+    cut = 0
+    for row, clip in enumerate(clips):
+        want = numpy_trim(config, clip) if row < 4 else clip
+        assert int(new_lengths[row]) == len(want), row
+        np.testing.assert_array_equal(trimmed[row, : len(want)].numpy(), want)
+        assert not trimmed[row, len(want) :].any()  # zeros after the clip
+        cut += len(want) < len(clip)
+    assert cut == 3  # the first, second and fourth clips lose their quiet; the loud hiss stays
+    alone = [trim_silence(config, torch.from_numpy(clip)[None], None) for clip in clips]
+    for row, (values, length) in enumerate(alone):
+        assert int(length[0]) == int(new_lengths[row])
+        torch.testing.assert_close(values[0, : int(length[0])], trimmed[row, : int(length[0])], rtol=0, atol=0)
+
+
+def test_a_model_that_trims_silence_hears_a_word_the_same_after_any_quiet():
+    from meamtm import MeamtmForAudioClassification
+
+    generator = np.random.default_rng(1)
+    word = word_in_quiet(generator, 0, 4000, 0)
+    quiet = 800 + 400  # the 0.05 s kept at 16 kHz, and a frame that reaches into the word; leads in whole hops
+    outputs = {}
+    for trim in (0, 30):
+        for padding_mode in ("max_length", "longest"):
+            torch.manual_seed(0)
+            config = tiny_config(num_labels=3, trim_silence_db=trim, padding_mode=padding_mode)
+            model = MeamtmForAudioClassification(config).eval()
+            clips = [np.concatenate([np.zeros(quiet + lead, np.float32), word, np.zeros(quiet + tail, np.float32)])
+                     for lead, tail in ((0, 0), (1600, 0), (3200, 800))]
+            waveforms, lengths = padded_batch(clips)
+            mask = (torch.arange(waveforms.shape[1])[None] < lengths[:, None]).long()
+            with torch.no_grad():
+                batch = model(waveforms, attention_mask=mask).logits
+                alone = torch.cat([model(torch.from_numpy(clip)[None]).logits for clip in clips])
+            torch.testing.assert_close(batch, alone, rtol=0, atol=1e-5)
+            outputs[trim, padding_mode] = batch
+    for padding_mode in ("max_length", "longest"):
+        trimmed, plain = outputs[30, padding_mode], outputs[0, padding_mode]
+        torch.testing.assert_close(trimmed[1:], trimmed[:1].expand(2, -1), rtol=0, atol=1e-5)
+        assert (plain[1:] - plain[:1]).abs().max() > 1e-3  # without the trim the quiet moves the logits
+
+
+def test_trimming_silence_in_training_keeps_gradients_finite():
+    from meamtm import MeamtmForAudioClassification
+
+    torch.manual_seed(0)
+    model = MeamtmForAudioClassification(tiny_config(num_labels=3, trim_silence_db=30, padding_mode="longest")).train()
+    generator = np.random.default_rng(2)
+    clips = [word_in_quiet(generator, 800 * k, 3000, 400 * k) for k in range(4)]
+    waveforms, lengths = padded_batch(clips)
+    mask = (torch.arange(waveforms.shape[1])[None] < lengths[:, None]).long()
+    loss = model(waveforms, attention_mask=mask, labels=torch.tensor([0, 1, 2, 0])).loss
+    loss.backward()
+    gradients = [p.grad for p in model.parameters() if p.grad is not None]
+    assert gradients and all(torch.isfinite(g).all() for g in gradients)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from meamtm import MeamtmFeatureExtractor, MeamtmForAudioClassification
-from meamtm.inference.export import export_onnx, export_program, onnx_logits
+from meamtm.inference.export import bucket_num_samples, export_onnx, export_program, onnx_logits
 
 from ..conftest import REPO, tiny_config
 
@@ -115,8 +115,10 @@ def test_the_export_script_writes_checks_and_saves_both_graphs(checkpoint, fsdd_
         dict(normalization="per_clip_envelope"),
         # the fsdd recipe's model: 3 warped passes of 3 shifted log-mels
         dict(normalization="global+per_clip", test_time_max_warp=0.1, test_time_max_shift=2),
+        # each clip cut to its loud part inside the graph
+        dict(normalization="global+per_clip", trim_silence_db=30),
     ],
-    ids=["global", "per_clip_envelope", "global+per_clip+test_time_augmentation"],
+    ids=["global", "per_clip_envelope", "global+per_clip+test_time_augmentation", "trim_silence"],
 )
 def test_the_export_script_checks_a_longest_mode_model_at_two_widths(overrides, tmp_path, capsys):
     torch.manual_seed(0)
@@ -129,3 +131,30 @@ def test_the_export_script_checks_a_longest_mode_model_at_two_widths(overrides, 
     difference = script.main(["--model", str(path), "--output", str(tmp_path / "model.onnx")])
     assert 0 <= difference <= 1e-4
     assert "ONNX Runtime vs PyTorch on 6 clips" in capsys.readouterr().out
+
+
+def test_a_model_that_trims_silence_exports_and_trims_inside_the_graph(fsdd_clips_16k, tmp_path):
+    torch.manual_seed(0)
+    config = tiny_config(num_labels=10, padding_mode="longest", trim_silence_db=30, stft_backend="fft")
+    model = MeamtmForAudioClassification(config).eval()
+    # Each digit after 0.05-0.2 s of quiet (digital silence or a faint hiss), so every row is cut differently.
+    generator = np.random.default_rng(0)
+    clips = []
+    for index, clip in enumerate(fsdd_clips_16k[:6]):
+        lead = generator.normal(0, 1e-5 * (index % 2), int(16000 * (0.05 + 0.03 * index))).astype(np.float32)
+        clips.append(np.concatenate([lead, clip])[: config.num_samples])
+    extractor = MeamtmFeatureExtractor.from_model_config(config)
+    width = bucket_num_samples(config, max(map(len, clips)))  # the widths a "longest" graph takes
+    batch = extractor(clips, sampling_rate=16000, padding="max_length", max_length=width, return_tensors="pt")
+    input_values, attention_mask = batch["input_values"], batch["attention_mask"].long()
+    untrimmed = MeamtmForAudioClassification(tiny_config(num_labels=10, padding_mode="longest", stft_backend="fft")).eval()
+    untrimmed.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        expected = model(input_values, attention_mask=attention_mask).logits.numpy()
+        plain = untrimmed(input_values, attention_mask=attention_mask).logits.numpy()
+    assert np.abs(expected - plain).max() > 1e-3  # the trim changes these clips, so the comparison can fail
+    path = str(tmp_path / "model.onnx")
+    export_onnx(model, path)
+    for rows in (slice(0, 1), slice(None)):
+        logits = onnx_logits(path, input_values[rows].numpy(), attention_mask[rows].numpy())
+        np.testing.assert_allclose(logits, expected[rows], atol=1e-4, rtol=0)
