@@ -68,6 +68,9 @@ class MeamtmConfig(PreTrainedConfig):
             does not reach the model, in training and in evaluation alike. 0 (AST) keeps every sample.
         trim_silence_margin (`float`, defaults to 0.05): seconds kept before the first and after the last frame
             that `trim_silence_db` keeps.
+        trim_silence_in_training (`bool`, defaults to `True`): trim in training too; `False` trims in evaluation
+            only, so that training sees each clip with the quiet around it, as it was recorded (the `fsdd` recipe's
+            choice: trimming in training too cost an unseen voice more than it gained).
         envelope_coefficients (`int`, defaults to 8): with `normalization="per_clip_envelope"`, how many DCT-II
             coefficients of the clip's mean log-mel count as its envelope (1: the level only; `num_mel_bins`: the
             whole mean, as `"per_clip"`).
@@ -235,6 +238,7 @@ class MeamtmConfig(PreTrainedConfig):
     clip_mean_range_db: float | int = 0.0
     trim_silence_db: float | int = 0.0
     trim_silence_margin: float | int = 0.05
+    trim_silence_in_training: bool = True
     spectrogram_mean: float | int = -4.2677393
     spectrogram_std: float | int = 4.5689974
     trainable_stft: bool = False

@@ -712,7 +712,7 @@ class MeamtmModel(MeamtmPreTrainedModel):
             of `config.test_time_tempo_factors` in evaluation.
         """
         lengths = _check_waveforms(input_values, attention_mask, self.config)
-        if self.config.trim_silence_db > 0:
+        if self.config.trim_silence_db > 0 and (self.config.trim_silence_in_training or not self.training):
             input_values, lengths = trim_silence(self.config, input_values, lengths)
         if mixing is not None:
             input_values, lengths = mixing.mix_waveforms(input_values, lengths)

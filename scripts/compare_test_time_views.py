@@ -13,7 +13,8 @@ The models are an ablation's runs of one variant (`--runs_dir`, laid out `<fold>
 its fold's `--folds_dir/<fold>/test.csv`, or `--models` evaluated on one `--eval_dir` / `--eval_file`. A view set
 is a comma-separated list of the config's test-time fields (`test_time_max_warp`, `test_time_warps`,
 `test_time_max_shift`, `test_time_shifts`, `test_time_max_tempo`, `test_time_tempos`; "" is the plain model),
-checked as the config checks them. Every distinct (shift, warp, tempo) view of a model runs once over the clips; a
+checked as the config checks them, and may trim silence (`trim_silence_db`, `trim_silence_margin`: off unless the set
+says). Every distinct (trim, shift, warp, tempo) view of a model runs once over the clips; a
 set's prediction is the mean of its views' class probabilities, as the model averages them with those settings.
 Single-label classifiers. Writes each run's accuracy per set (JSON) and a table (Markdown): per fold (or eval set)
 the mean over the runs with the lowest and highest, the mean over folds, and how many runs each set makes better
@@ -42,6 +43,8 @@ from meamtm.training.trainer import checked_test_time_settings, load_model, test
 logger = logging.getLogger("compare_test_time_views")
 FIELDS = ("test_time_max_warp", "test_time_warps", "test_time_max_shift", "test_time_shifts", "test_time_max_tempo",
           "test_time_tempos")
+# What a set may also say about the clips each view hears: silence trimmed in evaluation (`trim_silence_db`).
+TRIM_FIELDS = ("trim_silence_db", "trim_silence_margin")
 
 
 @dataclass
@@ -81,20 +84,27 @@ def runs_of(args: ViewArguments) -> list[tuple[str, str, dict]]:
 
 
 def config_with(config, text: str):
-    """A copy of `config` with a view set's test-time fields (the others off), checked as the config checks them."""
-    values = {}
+    """A copy of `config` with a view set's test-time fields and silence trimming (the others off, the margin the
+    model's), checked as the config checks them."""
+    values, trim = {}, dict(trim_silence_db=0.0, trim_silence_margin=config.trim_silence_margin)
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, _, value = item.partition("=")
-        if name not in FIELDS or not re.fullmatch(r"-?[0-9.]+", value):
-            raise ValueError(f"View set {text!r}: {item!r} is not one of {', '.join(FIELDS)} set to a number.")
-        values[name] = int(value) if name.endswith("s") or name == "test_time_max_shift" else float(value)
+        if name not in FIELDS + TRIM_FIELDS or not re.fullmatch(r"-?[0-9.]+", value):
+            raise ValueError(f"View set {text!r}: {item!r} is not one of {', '.join(FIELDS + TRIM_FIELDS)} set to a "
+                             "number.")
+        if name in TRIM_FIELDS:
+            trim[name] = float(value)
+        else:
+            values[name] = int(value) if name.endswith("s") or name == "test_time_max_shift" else float(value)
     off = dict(test_time_max_warp=0.0, test_time_max_shift=0, test_time_max_tempo=0.0)
-    return type(config)(**{**config.to_dict(), **off, **checked_test_time_settings(config, **values)})
+    return type(config)(**{**config.to_dict(), **off, **trim, **checked_test_time_settings(config, **values)})
 
 
-def views_of(config) -> list[tuple[int, float, float]]:
-    """The (shift, warp, tempo) views an evaluating classifier with `config` averages over, every combination."""
-    return [(shift, warp, tempo) for shift in config.test_time_frame_shifts or [0]
+def views_of(config) -> list[tuple[float, float, int, float, float]]:
+    """The (trim dB, trim margin, shift, warp, tempo) views an evaluating classifier with `config` averages over,
+    every combination of the last three."""
+    trim = (float(config.trim_silence_db), float(config.trim_silence_margin) if config.trim_silence_db else 0.0)
+    return [(*trim, shift, warp, tempo) for shift in config.test_time_frame_shifts or [0]
             for warp in config.test_time_warp_factors or [1.0] for tempo in config.test_time_tempo_factors or [1.0]]
 
 
@@ -105,10 +115,15 @@ def view_probabilities(model, batches: list[dict], views: set) -> tuple[dict, to
     with torch.no_grad():
         for batch in batches:
             labels.append(batch["labels"])
-            for shift, warp, tempo in views:
+            for trim_db, margin, shift, warp, tempo in views:
+                # The model trims by its config, in evaluation whatever `trim_silence_in_training` says.
+                model.config.trim_silence_db = trim_db
+                if trim_db:
+                    model.config.trim_silence_margin = margin
                 output = model.meamtm(batch["input_values"], attention_mask=batch["attention_mask"],
                                       filter_bank_warp=warp, frame_shift=shift, tempo=tempo)
-                probabilities[shift, warp, tempo].append(model.classifier(output.pooler_output).softmax(-1))
+                probabilities[trim_db, margin, shift, warp, tempo].append(
+                    model.classifier(output.pooler_output).softmax(-1))
     return {view: torch.cat(parts) for view, parts in probabilities.items()}, torch.cat(labels)
 
 
@@ -173,7 +188,9 @@ def main(argv: list[str] | None = None) -> dict:
     config = load_model(runs[0]["model"], labels_of_model(runs[0]["model"]))[0].config
     sets = {text: config_with(config, text) for text in args.view_sets}
     summary, table = table_of(args, runs, {text: len(views_of(checked)) for text, checked in sets.items()})
-    descriptions = {text: test_time_text(checked, off="plain") for text, checked in sets.items()}
+    descriptions = {text: test_time_text(checked, off="plain") + (
+        f"; silence trimmed at {checked.trim_silence_db:g} dB ({checked.trim_silence_margin:g} s kept each side)"
+        if checked.trim_silence_db else "") for text, checked in sets.items()}
     command = shlex.join(["python", "scripts/compare_test_time_views.py", *(sys.argv[1:] if argv is None else argv)])
     markdown = (f"# Test-time views compared on {len(runs)} trained model(s)\n\n"
                 f"{machine_description()}, {current_date()}; `{command}`\n\n{table}\n")

@@ -52,6 +52,12 @@ class EvaluateArguments:
     test_time_max_tempo: float | None = field(
         default=None, metadata={"help": "Average over the clip at tempi 1-N..1+N too (config field); 0 = off."}
     )
+    trim_silence_db: float | None = field(
+        default=None, metadata={"help": "Cut each clip to its frames within N dB of its loudest (config field); 0 = off."}
+    )
+    trim_silence_margin: float | None = field(
+        default=None, metadata={"help": "Seconds kept on each side of what --trim_silence_db keeps (config field)."}
+    )
     batch_size: int = field(default=64, metadata={"help": "Clips per forward pass."})
 
 
@@ -72,7 +78,16 @@ def main(argv: list[str] | None = None) -> dict:
     )
     for name, value in test_time.items():
         setattr(model.config, name, value)
+    trim = {name: value for name, value in (("trim_silence_db", args.trim_silence_db),
+                                           ("trim_silence_margin", args.trim_silence_margin)) if value is not None}
+    if trim:  # checked as the config checks them, then set on the loaded model
+        checked = type(model.config)(**{**model.config.to_dict(), **trim})
+        for name in trim:
+            setattr(model.config, name, getattr(checked, name))
     logger.info(f"Test-time augmentation: {test_time_text(model.config)}.")
+    if model.config.trim_silence_db:
+        logger.info(f"Silence trimmed at {model.config.trim_silence_db:g} dB, {model.config.trim_silence_margin:g} s "
+                    "kept each side.")
     transform = AudioTransform(
         args.audio_column, args.label_column, labels, extractor.sampling_rate, extractor.num_samples, train=False,
         column_class_names=class_names_of(clips, args.label_column),
@@ -88,6 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     metrics["test_time_warps"] = model.config.test_time_warp_factors
     metrics["test_time_shifts"] = model.config.test_time_frame_shifts
     metrics["test_time_tempi"] = model.config.test_time_tempo_factors
+    metrics["trim_silence_db"] = model.config.trim_silence_db
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     Path(args.output_dir, "eval_results.json").write_text(json.dumps(metrics, indent=1) + "\n")
     print(json.dumps(metrics, indent=1))

@@ -573,3 +573,27 @@ def test_trimming_silence_in_training_keeps_gradients_finite():
     loss.backward()
     gradients = [p.grad for p in model.parameters() if p.grad is not None]
     assert gradients and all(torch.isfinite(g).all() for g in gradients)
+
+
+def test_trimming_silence_in_evaluation_only_leaves_training_as_without_it():
+    from meamtm import MeamtmForAudioClassification
+
+    generator = np.random.default_rng(3)
+    clips = [word_in_quiet(generator, 1600, 3000, 800, quiet=1e-4), word_in_quiet(generator, 400, 4000, 2400)]
+    waveforms, lengths = padded_batch(clips)
+    mask = (torch.arange(waveforms.shape[1])[None] < lengths[:, None]).long()
+    labels = torch.tensor([0, 1])
+    logits = {}
+    for name, overrides in {
+        "plain": {}, "always": dict(trim_silence_db=30),
+        "evaluation": dict(trim_silence_db=30, trim_silence_in_training=False),
+    }.items():
+        torch.manual_seed(0)
+        model = MeamtmForAudioClassification(tiny_config(num_labels=3, padding_mode="longest", **overrides))
+        logits[name, "train"] = model.train()(waveforms, attention_mask=mask, labels=labels).logits.detach()
+        with torch.no_grad():
+            logits[name, "eval"] = model.eval()(waveforms, attention_mask=mask).logits
+    torch.testing.assert_close(logits["evaluation", "train"], logits["plain", "train"], rtol=0, atol=0)
+    torch.testing.assert_close(logits["evaluation", "eval"], logits["always", "eval"], rtol=0, atol=0)
+    assert (logits["always", "train"] - logits["plain", "train"]).abs().max() > 1e-3
+    assert (logits["evaluation", "eval"] - logits["plain", "eval"]).abs().max() > 1e-3

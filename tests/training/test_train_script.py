@@ -503,16 +503,19 @@ def test_compare_test_time_views_scores_each_set_as_the_model_with_those_setting
     train_script.main(run_args(fsdd_small, run, "--max_steps", "4", "--eval_strategy", "no", "--seed", "1"))
     (tmp_path / "folds" / "george").mkdir(parents=True)
     shutil.copy(fsdd_small["eval"], tmp_path / "folds" / "george" / "test.csv")
-    sets = ["", "test_time_max_tempo=0.2", "test_time_max_warp=0.1,test_time_max_shift=4,test_time_max_tempo=0.1"]
+    sets = ["", "test_time_max_tempo=0.2", "test_time_max_warp=0.1,test_time_max_shift=4,test_time_max_tempo=0.1",
+            "trim_silence_db=20,test_time_max_shift=4"]
     compared = scripts["compare_test_time_views"].main([
         "--runs_dir", str(tmp_path / "runs"), "--folds_dir", str(tmp_path / "folds"), "--view_sets", *sets,
         "--results", str(tmp_path / "views"), "--batch_size", "7",
     ])
-    assert [compared["summary"][text]["views"] for text in sets] == [1, 3, 27]
+    assert [compared["summary"][text]["views"] for text in sets] == [1, 3, 27, 3]
     assert compared["descriptions"][sets[2]] == "warps 0.9, 1, 1.1; shifts 0, 2, 4 frames; tempi 0.9, 1, 1.1"
+    assert compared["descriptions"][sets[3]] == "shifts 0, 2, 4 frames; silence trimmed at 20 dB (0.05 s kept each side)"
     off = ["--test_time_max_warp", "0", "--test_time_max_shift", "0"]  # the model's own (shifts) are not in a set
     flags = [[*off], [*off, "--test_time_max_tempo", "0.2"],
-             ["--test_time_max_warp", "0.1", "--test_time_max_shift", "4", "--test_time_max_tempo", "0.1"]]
+             ["--test_time_max_warp", "0.1", "--test_time_max_shift", "4", "--test_time_max_tempo", "0.1"],
+             ["--test_time_max_warp", "0", "--test_time_max_shift", "4", "--trim_silence_db", "20"]]
     for text, extra in zip(sets, flags):
         evaluated = scripts["evaluate_model"].main(["--model", str(run), "--eval_file", fsdd_small["eval"],
                                                     "--output_dir", str(tmp_path / "eval"), *extra])
