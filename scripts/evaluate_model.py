@@ -53,7 +53,8 @@ class EvaluateArguments:
         default=None, metadata={"help": "Average over the clip at tempi 1-N..1+N too (config field); 0 = off."}
     )
     trim_silence_db: float | None = field(
-        default=None, metadata={"help": "Cut each clip to its frames within N dB of its loudest (config field); 0 = off."}
+        default=None,
+        metadata={"help": "Cut each clip to its frames within N dB of its loudest (config field); 0 = off."},
     )
     trim_silence_margin: float | None = field(
         default=None, metadata={"help": "Seconds kept on each side of what --trim_silence_db keeps (config field)."}

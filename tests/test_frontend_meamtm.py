@@ -499,7 +499,9 @@ def word_in_quiet(generator, lead: int, word: int, tail: int, quiet: float = 0.0
     """A 'word' (noise under a rising and falling envelope) between stretches of quiet (hiss of `quiet` rms)."""
     envelope = np.sin(np.linspace(0, np.pi, word)) ** 0.5
     clip = np.concatenate([
-        generator.normal(0, quiet, lead), 0.3 * envelope * generator.normal(0, 1, word), generator.normal(0, quiet, tail)
+        generator.normal(0, quiet, lead),
+        0.3 * envelope * generator.normal(0, 1, word),
+        generator.normal(0, quiet, tail),
     ])
     return (clip + dc).astype(np.float32)
 

@@ -147,7 +147,8 @@ def test_a_model_that_trims_silence_exports_and_trims_inside_the_graph(fsdd_clip
     width = bucket_num_samples(config, max(map(len, clips)))  # the widths a "longest" graph takes
     batch = extractor(clips, sampling_rate=16000, padding="max_length", max_length=width, return_tensors="pt")
     input_values, attention_mask = batch["input_values"], batch["attention_mask"].long()
-    untrimmed = MeamtmForAudioClassification(tiny_config(num_labels=10, padding_mode="longest", stft_backend="fft")).eval()
+    plain_config = tiny_config(num_labels=10, padding_mode="longest", stft_backend="fft")
+    untrimmed = MeamtmForAudioClassification(plain_config).eval()
     untrimmed.load_state_dict(model.state_dict())
     with torch.no_grad():
         expected = model(input_values, attention_mask=attention_mask).logits.numpy()

@@ -511,7 +511,8 @@ def test_compare_test_time_views_scores_each_set_as_the_model_with_those_setting
     ])
     assert [compared["summary"][text]["views"] for text in sets] == [1, 3, 27, 3]
     assert compared["descriptions"][sets[2]] == "warps 0.9, 1, 1.1; shifts 0, 2, 4 frames; tempi 0.9, 1, 1.1"
-    assert compared["descriptions"][sets[3]] == "shifts 0, 2, 4 frames; silence trimmed at 20 dB (0.05 s kept each side)"
+    trimmed = "shifts 0, 2, 4 frames; silence trimmed at 20 dB (0.05 s kept each side)"
+    assert compared["descriptions"][sets[3]] == trimmed
     off = ["--test_time_max_warp", "0", "--test_time_max_shift", "0"]  # the model's own (shifts) are not in a set
     flags = [[*off], [*off, "--test_time_max_tempo", "0.2"],
              ["--test_time_max_warp", "0.1", "--test_time_max_shift", "4", "--test_time_max_tempo", "0.1"],
