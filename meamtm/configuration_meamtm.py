@@ -62,10 +62,11 @@ class MeamtmConfig(PreTrainedConfig):
             clip's loudest frame, so that the length of the silence around a word does not move the mean; 0 takes
             every real frame.
         trim_silence_db (`float`, defaults to 0.0): before the spectrogram, cut each clip to the span from its
-            first to its last frame whose level (mean square of the `win_length` samples, in dB) is within this many
-            dB of its loudest frame, `trim_silence_margin` seconds kept on each side (`trim_silence` in
+            first to its last frame whose level (the variance of its `win_length` samples, in dB) is within this
+            many dB of its loudest frame, `trim_silence_margin` seconds kept on each side (`trim_silence` in
             `frontend_meamtm.py`): the quiet before and after a sound, which differs from recording to recording,
-            does not reach the model, in training and in evaluation alike. 0 (AST) keeps every sample.
+            does not reach the model (in training too unless `trim_silence_in_training=False`). 0 (AST) keeps every
+            sample.
         trim_silence_margin (`float`, defaults to 0.05): seconds kept before the first and after the last frame
             that `trim_silence_db` keeps.
         trim_silence_in_training (`bool`, defaults to `True`): trim in training too; `False` trims in evaluation

@@ -107,7 +107,6 @@ def stretched_lengths(config: MeamtmConfig, lengths: torch.Tensor, tempo: float 
     return torch.where(kept > 0, (kept - 1) * config.hop_length + config.win_length, lengths)
 
 
-
 def trim_silence(
     config: MeamtmConfig, waveforms: torch.Tensor, lengths: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -694,7 +694,8 @@ class MeamtmModel(MeamtmPreTrainedModel):
     ) -> BaseModelOutputWithPooling:
         r"""
         input_values (`torch.FloatTensor` of shape `(batch_size, num_samples)`):
-            Mono waveforms at `config.sampling_rate`, floats in [-1, 1], zero-padded on the right.
+            Mono waveforms at `config.sampling_rate`, floats in [-1, 1], zero-padded on the right. With
+            `config.trim_silence_db`, each is first cut to its loud span and its length with it (`trim_silence`).
         attention_mask (`torch.Tensor` of shape `(batch_size, num_samples)`, *optional*):
             1 for real samples, 0 for padding (as `MeamtmFeatureExtractor` returns it). Frames that reach into
             the padding become AST's padding frames, so a clip gives the same output alone or in a batch. With
