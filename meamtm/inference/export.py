@@ -59,6 +59,9 @@ def bucket_num_samples(config, num_samples: int) -> int:
     return (config.time_stride * columns - 1) * config.hop_length + config.win_length
 
 
+WIDTHS_KEY = "meamtm_input_widths"
+
+
 def dynamic_shapes(config) -> dict[str, dict[int, torch.export.Dim]]:
     """The exported inputs' dynamic dimensions: the batch, and with `padding_mode="longest"` the width, in
     whole patch columns (`bucket_num_samples`): a width linear in the columns keeps every size in the graph
@@ -100,8 +103,21 @@ def export_onnx(model: MeamtmForAudioClassification, path: str, opset: int = 18)
     onnx_program = torch.onnx.export(
         program, input_names=list(INPUT_NAMES), output_names=["logits"], opset_version=opset, dynamo=True
     )
+    # The widths the graph takes, so that `onnx_logits` can refuse another one with the fix instead of ONNX Runtime
+    # failing inside the graph.
+    onnx_program.model.metadata_props[WIDTHS_KEY] = ",".join(map(str, exported_widths(model.config)))
     onnx_program.save(path)
     return program
+
+
+def exported_widths(config) -> list[int]:
+    """The input widths (samples) an exported graph of `config` takes: `num_samples` with `padding_mode=
+    "max_length"`; with `"longest"`, the `bucket_num_samples` widths of 2 to all of the grid's columns."""
+    if config.padding_mode != "longest":
+        return [config.num_samples]
+    per_column = config.time_stride * config.hop_length
+    tail = config.win_length - config.hop_length
+    return [per_column * columns + tail for columns in range(2, config.patch_grid[1] + 1)]
 
 
 def onnx_logits(path: str, input_values: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -109,8 +125,18 @@ def onnx_logits(path: str, input_values: np.ndarray, attention_mask: np.ndarray)
     import onnxruntime
 
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    widths = session.get_modelmeta().custom_metadata_map.get(WIDTHS_KEY)
+    if widths and str(input_values.shape[-1]) not in widths.split(","):
+        raise ValueError(
+            f"input_values is {input_values.shape[-1]} samples wide; the graph in {path} takes widths {widths}: pad or "
+            "cut each batch to one of them (meamtm.inference.export.bucket_num_samples(config, longest_clip), with "
+            "the feature extractor's padding='max_length', max_length=that width)."
+        )
     feeds = {"input_values": input_values.astype(np.float32), "attention_mask": attention_mask.astype(np.int64)}
     return session.run(["logits"], feeds)[0]
 
 
-__all__ = ["WaveformClassifier", "bucket_num_samples", "dynamic_shapes", "export_onnx", "export_program", "onnx_logits"]
+__all__ = [
+    "WaveformClassifier", "bucket_num_samples", "dynamic_shapes", "export_onnx", "export_program", "exported_widths",
+    "onnx_logits",
+]

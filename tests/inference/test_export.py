@@ -159,3 +159,23 @@ def test_a_model_that_trims_silence_exports_and_trims_inside_the_graph(fsdd_clip
     for rows in (slice(0, 1), slice(None)):
         logits = onnx_logits(path, input_values[rows].numpy(), attention_mask[rows].numpy())
         np.testing.assert_allclose(logits, expected[rows], atol=1e-4, rtol=0)
+
+
+def test_onnx_logits_refuses_a_width_the_graph_does_not_take_naming_the_fix(tmp_path):
+    from meamtm.inference.export import exported_widths
+
+    torch.manual_seed(0)
+    config = tiny_config(num_labels=3, padding_mode="longest", stft_backend="fft")
+    model = MeamtmForAudioClassification(config).eval()
+    path = str(tmp_path / "model.onnx")
+    export_onnx(model, path)
+    widths = exported_widths(config)
+    inputs = np.random.default_rng(0).normal(0, 0.1, (2, config.num_samples)).astype(np.float32)
+    mask = np.ones_like(inputs, dtype=np.int64)
+    assert config.num_samples not in widths  # the window is past the last whole patch column
+    with pytest.raises(ValueError, match=rf"{config.num_samples} samples wide; .* takes widths {widths[0]},"):
+        onnx_logits(path, inputs, mask)
+    width = widths[-2]
+    with torch.no_grad():
+        expected = model(torch.from_numpy(inputs[:, :width]), attention_mask=torch.from_numpy(mask[:, :width])).logits
+    np.testing.assert_allclose(onnx_logits(path, inputs[:, :width], mask[:, :width]), expected.numpy(), atol=1e-4, rtol=0)
