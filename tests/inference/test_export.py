@@ -178,4 +178,5 @@ def test_onnx_logits_refuses_a_width_the_graph_does_not_take_naming_the_fix(tmp_
     width = widths[-2]
     with torch.no_grad():
         expected = model(torch.from_numpy(inputs[:, :width]), attention_mask=torch.from_numpy(mask[:, :width])).logits
-    np.testing.assert_allclose(onnx_logits(path, inputs[:, :width], mask[:, :width]), expected.numpy(), atol=1e-4, rtol=0)
+    logits = onnx_logits(path, inputs[:, :width], mask[:, :width])
+    np.testing.assert_allclose(logits, expected.numpy(), atol=1e-4, rtol=0)
