@@ -60,6 +60,8 @@ def test_defaults_from_data_size_the_window_and_take_the_recipe_optimiser():
     model_items = recipe_model_items(fsdd)
     assert overrides == ",".join([*model_items, "normalization=global+per_clip", "sampling_rate=16000", "max_length=96"])
     assert len(choices) == len(arguments) + len(model_items) + 3
+    # nor its evaluation-only silence trimming (measured on speech only)
+    assert "trim_silence_db" in fsdd.groups["model"]["config_overrides"] and "trim_silence" not in overrides
     _, overrides, choices = defaults_from_data(summary([0.9] * 10, rate=44100), "tiny", "max_length=50,hidden_size=96")
     # capped rate; the given window kept; the command line's items come last and win
     assert overrides == ",".join(
