@@ -680,6 +680,11 @@ class MeamtmModel(MeamtmPreTrainedModel):
     def get_input_embeddings(self) -> MeamtmPatchEmbeddings:
         return self.embeddings.patch_embeddings
 
+    @property
+    def trims_silence(self) -> bool:
+        """Whether `forward` cuts each clip to its loud span now (`config.trim_silence_db`, in this mode)."""
+        return self.config.trim_silence_db > 0 and (self.config.trim_silence_in_training or not self.training)
+
     @merge_with_config_defaults
     @capture_outputs(tie_last_hidden_states=False)
     def forward(
@@ -690,6 +695,7 @@ class MeamtmModel(MeamtmPreTrainedModel):
         filter_bank_warp: float | None = None,
         frame_shift: int = 0,
         tempo: float | None = None,
+        trim: bool = True,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         r"""
@@ -711,9 +717,11 @@ class MeamtmModel(MeamtmPreTrainedModel):
         tempo (`float`, *optional*): every clip's log-mel stretched along time to this tempo (1.2: a fifth faster;
             see `config.test_time_max_tempo`), its patch mask following; `MeamtmForAudioClassification` passes each
             of `config.test_time_tempo_factors` in evaluation.
+        trim (`bool`, defaults to `True`): `False` when the caller has already cut the clips as `trims_silence` says
+            (`MeamtmForAudioClassification` cuts them once for all its test-time views).
         """
         lengths = _check_waveforms(input_values, attention_mask, self.config)
-        if self.config.trim_silence_db > 0 and (self.config.trim_silence_in_training or not self.training):
+        if trim and self.trims_silence:
             input_values, lengths = trim_silence(self.config, input_values, lengths)
         if mixing is not None:
             input_values, lengths = mixing.mix_waveforms(input_values, lengths)
@@ -819,13 +827,19 @@ class MeamtmForAudioClassification(MeamtmPreTrainedModel):
         shifts = [] if self.training else self.config.test_time_frame_shifts
         tempi = [] if self.training else self.config.test_time_tempo_factors
         if factors or shifts or tempi:
+            trim = {}
+            if self.meamtm.trims_silence:  # the clips are cut once, not once per view
+                lengths = _check_waveforms(input_values, attention_mask, self.config)
+                input_values, lengths = trim_silence(self.config, input_values, lengths)
+                positions = torch.arange(input_values.shape[1], device=input_values.device)
+                attention_mask, trim = (positions[None, :] < lengths[:, None]).long(), dict(trim=False)
             predictions = []
             for shift in shifts or [0]:
                 for factor in factors or [None]:
                     for tempo in tempi or [None]:
                         view = self.meamtm(
                             input_values, attention_mask=attention_mask, filter_bank_warp=factor, frame_shift=shift,
-                            tempo=tempo, **kwargs,
+                            tempo=tempo, **trim, **kwargs,
                         )
                         predictions.append(self.classifier(view.pooler_output))
                         if shift == 0 and factor in (None, 1) and tempo in (None, 1):
