@@ -55,8 +55,13 @@ def bucket_num_samples(config, num_samples: int) -> int:
     `num_samples` samples: the samples of whole patch columns, `(time_stride * columns - 1) * hop_length +
     win_length`, with 2 <= columns <= the grid's (longer clips are cut)."""
     frames = max(config.num_frames_of(num_samples), 1)
-    columns = min(max(-(-frames // config.time_stride), 2), config.patch_grid[1])
-    return (config.time_stride * columns - 1) * config.hop_length + config.win_length
+    return width_of_columns(config, min(max(-(-frames // config.time_stride), 2), config.patch_grid[1]))
+
+
+def width_of_columns(config, columns):
+    """The samples of `columns` whole patch columns, `(time_stride * columns - 1) * hop_length + win_length`
+    (`columns` may be a `torch.export.Dim`: the expression stays linear in it)."""
+    return config.time_stride * config.hop_length * columns + (config.win_length - config.hop_length)
 
 
 WIDTHS_KEY = "meamtm_input_widths"
@@ -68,9 +73,7 @@ def dynamic_shapes(config) -> dict[str, dict[int, torch.export.Dim]]:
     exact, where an arbitrary width would need guards on the remainders."""
     dimensions = {0: torch.export.Dim("batch", min=1)}
     if config.padding_mode == "longest":
-        columns = torch.export.Dim("columns", min=2, max=config.patch_grid[1])
-        samples_per_column = config.time_stride * config.hop_length
-        dimensions[1] = samples_per_column * columns + (config.win_length - config.hop_length)
+        dimensions[1] = width_of_columns(config, torch.export.Dim("columns", min=2, max=config.patch_grid[1]))
     return {name: dimensions for name in INPUT_NAMES}
 
 
@@ -115,9 +118,7 @@ def exported_widths(config) -> list[int]:
     "max_length"`; with `"longest"`, the `bucket_num_samples` widths of 2 to all of the grid's columns."""
     if config.padding_mode != "longest":
         return [config.num_samples]
-    per_column = config.time_stride * config.hop_length
-    tail = config.win_length - config.hop_length
-    return [per_column * columns + tail for columns in range(2, config.patch_grid[1] + 1)]
+    return [width_of_columns(config, columns) for columns in range(2, config.patch_grid[1] + 1)]
 
 
 def onnx_logits(path: str, input_values: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
