@@ -212,6 +212,10 @@ class MeamtmFilterBankAugment(nn.Module):
       with `t` uniform in `[-mel_tilt_db, mel_tilt_db]` (a brighter or duller microphone).
     - band-stop (`mel_band_stop_width`, `mel_band_stop_db`): one band of up to `mel_band_stop_width` filters is
       attenuated by a depth uniform in `[0, mel_band_stop_db]` dB (a notch in the microphone's response).
+    - low-pass (`mel_low_pass_probability`, `mel_low_pass_min_cutoff`, `mel_low_pass_db`): with that probability
+      the FFT bins above a cutoff uniform in `[mel_low_pass_min_cutoff, 1]` of the Nyquist frequency lose
+      `mel_low_pass_db` dB (a microphone, codec or resampler that stops short of the Nyquist frequency); the filter
+      that spans the cutoff keeps the part of its response below it.
 
     Gains multiply the filters' columns, so they act on the power before the log: they are offsets of the
     log-mel that the mel floor still bounds, unlike an offset added after the log.
@@ -223,6 +227,9 @@ class MeamtmFilterBankAugment(nn.Module):
         self.tilt_db = float(config.mel_tilt_db)
         self.band_stop_width = config.mel_band_stop_width
         self.band_stop_db = float(config.mel_band_stop_db)
+        self.low_pass_probability = float(config.mel_low_pass_probability)
+        self.low_pass_min_cutoff = float(config.mel_low_pass_min_cutoff)
+        self.low_pass_db = float(config.mel_low_pass_db)
 
     def gains_db(self, batch_size: int, num_filters: int, device: torch.device) -> torch.Tensor:
         """`(batch_size, num_filters)` power gains in dB of each example's filters (tilt and band-stop)."""
@@ -235,6 +242,15 @@ class MeamtmFilterBankAugment(nn.Module):
             gains = gains - band * torch.rand(batch_size, 1, device=device) * self.band_stop_db
         return gains
 
+    def low_pass_gains(self, batch_size: int, num_bins: int, device: torch.device) -> torch.Tensor:
+        """`(batch_size, num_bins)` power gains of each example's FFT bins: 1 up to its cutoff, and
+        `10 ** (-mel_low_pass_db / 10)` above it for the examples drawn to be low-passed (1 everywhere for the rest)."""
+        cutoffs = self.low_pass_min_cutoff + (1 - self.low_pass_min_cutoff) * torch.rand(batch_size, 1, device=device)
+        drawn = torch.rand(batch_size, 1, device=device) < self.low_pass_probability
+        positions = torch.arange(num_bins, device=device, dtype=torch.float32)[None, :] / (num_bins - 1)
+        above = (positions > cutoffs) & drawn
+        return torch.where(above, 10.0 ** (-self.low_pass_db / 10), 1.0)
+
     def forward(self, filters: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return filters
@@ -246,6 +262,9 @@ class MeamtmFilterBankAugment(nn.Module):
         if self.tilt_db > 0 or self.band_stop_width > 0:
             gains = torch.pow(10.0, self.gains_db(batch_size, num_filters, device) / 10)
             filters = filters * gains[:, None, :].to(filters.dtype)
+        if self.low_pass_probability > 0:
+            gains = self.low_pass_gains(batch_size, filters.shape[1], device)
+            filters = filters * gains[:, :, None].to(filters.dtype)
         return filters
 
 

@@ -147,7 +147,11 @@ class MeamtmConfig(PreTrainedConfig):
         mel_band_stop_width (`int`, defaults to 0) / mel_band_stop_db (`float`, defaults to 20.0): each example has one
             band of up to `mel_band_stop_width` adjacent filters attenuated by a depth uniform in
             `[0, mel_band_stop_db]` dB (a notch in a microphone's response). Width 0 disables it.
-            VTLP, tilt and band-stop change the filter bank per example (`(batch, freq, num_mel_bins)`), in training
+        mel_low_pass_probability (`float`, defaults to 0.0) / mel_low_pass_min_cutoff (`float`, defaults to 0.75) /
+            mel_low_pass_db (`float`, defaults to 60.0): with this probability an example's power above a cutoff
+            uniform in `[mel_low_pass_min_cutoff, 1]` of the Nyquist frequency is attenuated by `mel_low_pass_db`
+            dB (a recording whose microphone, codec or resampler stops short of the Nyquist frequency). 0 disables it.
+            VTLP, tilt, band-stop and low-pass change the filter bank per example (`(batch, freq, num_mel_bins)`), in training
             only; the frontend then takes the dense mel product.
         pitch_shift_semitones (`float`, defaults to 0.0): a new voice's pitch with the same vocal tract, per example,
             by the power spectrum, in training only: each example's harmonics move by `s` semitones, `s` uniform in
@@ -283,6 +287,9 @@ class MeamtmConfig(PreTrainedConfig):
     mel_tilt_db: float | int = 0.0
     mel_band_stop_width: int = 0
     mel_band_stop_db: float | int = 20.0
+    mel_low_pass_probability: float | int = 0.0
+    mel_low_pass_min_cutoff: float | int = 0.75
+    mel_low_pass_db: float | int = 60.0
     pitch_shift_semitones: float | int = 0.0
     tempo_perturbation: float | int = 0.0
     freq_mixstyle_probability: float | int = 0.0
@@ -404,7 +411,12 @@ class MeamtmConfig(PreTrainedConfig):
 
     @property
     def uses_filter_bank_augment(self) -> bool:
-        return self.vtlp_max_warp > 0 or self.mel_tilt_db > 0 or self.mel_band_stop_width > 0
+        return (
+            self.vtlp_max_warp > 0
+            or self.mel_tilt_db > 0
+            or self.mel_band_stop_width > 0
+            or self.mel_low_pass_probability > 0
+        )
 
     @property
     def uses_pitch_shift(self) -> bool:
@@ -605,6 +617,20 @@ class MeamtmConfig(PreTrainedConfig):
             raise ValueError(
                 f"mel_band_stop_width={self.mel_band_stop_width} with mel_band_stop_db={self.mel_band_stop_db} "
                 "attenuates nothing: give a positive depth in dB, or set mel_band_stop_width=0."
+            )
+        if not 0 <= self.mel_low_pass_probability <= 1:
+            raise ValueError(
+                f"mel_low_pass_probability={self.mel_low_pass_probability} must be in [0, 1] (0 turns the low-pass off)."
+            )
+        if not 0 < self.mel_low_pass_min_cutoff <= 1:
+            raise ValueError(
+                f"mel_low_pass_min_cutoff={self.mel_low_pass_min_cutoff} must be in (0, 1]: it is the lowest cutoff "
+                "drawn, as a fraction of the Nyquist frequency (0.75 is 3 kHz at 8 kHz, 6 kHz at 16 kHz)."
+            )
+        if self.mel_low_pass_probability > 0 and self.mel_low_pass_db <= 0:
+            raise ValueError(
+                f"mel_low_pass_probability={self.mel_low_pass_probability} with mel_low_pass_db={self.mel_low_pass_db} "
+                "attenuates nothing: give a positive depth in dB, or set mel_low_pass_probability=0."
             )
         if not 0 <= self.pitch_shift_semitones <= 12:
             raise ValueError(

@@ -301,6 +301,10 @@ def test_gradient_checkpointing_with_patchout_gives_the_same_gradients():
         (dict(mel_tilt_db=-3), "mel_tilt_db=-3 must be >= 0"),
         (dict(mel_band_stop_width=40), "mel_band_stop_width=40 must be between 0 (off) and num_mel_bins=32"),
         (dict(mel_band_stop_width=4, mel_band_stop_db=0), "attenuates nothing"),
+        (dict(mel_low_pass_probability=1.5), "mel_low_pass_probability=1.5 must be in [0, 1]"),
+        (dict(mel_low_pass_min_cutoff=0), "mel_low_pass_min_cutoff=0 must be in (0, 1]"),
+        (dict(mel_low_pass_min_cutoff=1.2), "mel_low_pass_min_cutoff=1.2 must be in (0, 1]"),
+        (dict(mel_low_pass_probability=0.5, mel_low_pass_db=0), "mel_low_pass_db=0 attenuates nothing"),
         (dict(pitch_shift_semitones=13), "pitch_shift_semitones=13 must be in [0, 12]"),
         (dict(pitch_shift_semitones=-2), "pitch_shift_semitones=-2 must be in [0, 12]"),
         (dict(freq_mixstyle_probability=1.5), "freq_mixstyle_probability=1.5 must be in [0, 1]"),
@@ -336,12 +340,18 @@ def test_ast_base_patchout_geometry():
     assert config.num_training_patches == 8 * 61 == 488
 
 
-FILTER_BANK_AUGMENTED = dict(vtlp_max_warp=0.1, mel_tilt_db=10, mel_band_stop_width=6)
+FILTER_BANK_AUGMENTED = dict(vtlp_max_warp=0.1, mel_tilt_db=10, mel_band_stop_width=6, mel_low_pass_probability=0.5)
 
 
 @pytest.mark.parametrize(
     "overrides",
-    [dict(vtlp_max_warp=0.1), dict(mel_tilt_db=10), dict(mel_band_stop_width=6), FILTER_BANK_AUGMENTED],
+    [
+        dict(vtlp_max_warp=0.1),
+        dict(mel_tilt_db=10),
+        dict(mel_band_stop_width=6),
+        dict(mel_low_pass_probability=1.0, mel_low_pass_min_cutoff=0.1),
+        FILTER_BANK_AUGMENTED,
+    ],
 )
 def test_filter_bank_augment_gives_each_example_its_own_bank_in_training_only(overrides):
     config = tiny_config(**overrides)
@@ -401,6 +411,39 @@ def test_filter_gains_tilt_and_band_stop_stay_within_their_bounds():
         if row.any():
             start = int(row.float().argmax())
             assert row[start : start + int(row.sum())].all()
+
+
+def test_low_pass_cuts_the_bins_above_a_drawn_cutoff_by_its_depth_and_leaves_the_rest():
+    """A tone above an example's cutoff loses exactly `mel_low_pass_db` dB in every band, one below it nothing; the
+    cutoffs lie in `[mel_low_pass_min_cutoff, 1]` of the Nyquist frequency, and about the drawn share is cut."""
+    config = tiny_config(mel_low_pass_probability=0.5, mel_low_pass_min_cutoff=0.6, mel_low_pass_db=60)
+    augment = MeamtmFilterBankAugment(config).train()
+    filters = MeamtmFrontend(config).mel_filters
+    num_bins = filters.shape[0]
+    torch.manual_seed(0)
+    gains = augment.low_pass_gains(4000, num_bins, torch.device("cpu"))
+    cut = gains < 1
+    assert gains.unique().tolist() == pytest.approx([1e-6, 1.0])
+    assert 0.45 < cut.any(1).float().mean() < 0.55
+    first_cut = cut.float().argmax(1)[cut.any(1)] / (num_bins - 1)
+    assert first_cut.min() > 0.6 and first_cut.max() <= 1
+    assert all(row[int(row.float().argmax()) :].all() for row in cut if row.any())  # everything above the cutoff
+
+    torch.manual_seed(1)
+    banks = augment(filters.expand(16, -1, -1))
+    torch.manual_seed(1)
+    drawn = augment.low_pass_gains(16, num_bins, torch.device("cpu"))
+    for tone_bin in (int(0.3 * (num_bins - 1)), int(0.95 * (num_bins - 1))):
+        power = torch.zeros(num_bins)
+        power[tone_bin] = 1.0
+        plain = power @ filters
+        heard = power @ banks
+        bands = plain > 0
+        expected = torch.where(drawn[:, tone_bin : tone_bin + 1] < 1, 1e-6, 1.0) * plain
+        torch.testing.assert_close(heard[:, bands], expected[:, bands])
+        if tone_bin < 0.6 * (num_bins - 1):
+            torch.testing.assert_close(heard, plain.expand(16, -1), atol=0, rtol=0)
+    assert (drawn[:, int(0.95 * (num_bins - 1))] < 1).any() and (drawn[:, int(0.95 * (num_bins - 1))] == 1).any()
 
 
 def test_filter_bank_augment_disappears_when_off_and_evaluation_is_bit_identical():

@@ -22,6 +22,7 @@ AUGMENTED = dict(
     vtlp_max_warp=0.1,
     mel_tilt_db=6,
     mel_band_stop_width=4,
+    mel_low_pass_probability=0.5,
     freq_mask_param=8,
     time_mask_param=10,
     patchout_time=0.3,
