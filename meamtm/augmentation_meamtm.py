@@ -217,8 +217,9 @@ class MeamtmFilterBankAugment(nn.Module):
       `mel_low_pass_db` dB (a microphone, codec or resampler that stops short of the Nyquist frequency); the filter
       that spans the cutoff keeps the part of its response below it.
 
-    Gains multiply the filters' columns, so they act on the power before the log: they are offsets of the
-    log-mel that the mel floor still bounds, unlike an offset added after the log.
+    Tilt and band-stop gains multiply the filters' columns, so they act on the power before the log: they are
+    offsets of the log-mel that the mel floor still bounds, unlike an offset added after the log. The low-pass
+    multiplies the rows of the FFT bins above each cutoff, which take the bands there down to the mel floor.
     """
 
     def __init__(self, config: MeamtmConfig):

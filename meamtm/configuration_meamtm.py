@@ -151,8 +151,8 @@ class MeamtmConfig(PreTrainedConfig):
             mel_low_pass_db (`float`, defaults to 60.0): with this probability an example's power above a cutoff
             uniform in `[mel_low_pass_min_cutoff, 1]` of the Nyquist frequency is attenuated by `mel_low_pass_db`
             dB (a recording whose microphone, codec or resampler stops short of the Nyquist frequency). 0 disables it.
-            VTLP, tilt, band-stop and low-pass change the filter bank per example (`(batch, freq, num_mel_bins)`), in training
-            only; the frontend then takes the dense mel product.
+            VTLP, tilt, band-stop and low-pass change the filter bank per example (`(batch, freq, num_mel_bins)`),
+            in training only; the frontend then takes the dense mel product.
         pitch_shift_semitones (`float`, defaults to 0.0): a new voice's pitch with the same vocal tract, per example,
             by the power spectrum, in training only: each example's harmonics move by `s` semitones, `s` uniform in
             `[-pitch_shift_semitones, pitch_shift_semitones]`, while its spectral envelope (formants) and timing stay.
@@ -620,7 +620,8 @@ class MeamtmConfig(PreTrainedConfig):
             )
         if not 0 <= self.mel_low_pass_probability <= 1:
             raise ValueError(
-                f"mel_low_pass_probability={self.mel_low_pass_probability} must be in [0, 1] (0 turns the low-pass off)."
+                f"mel_low_pass_probability={self.mel_low_pass_probability} must be in [0, 1] "
+                "(0 turns the low-pass off)."
             )
         if not 0 < self.mel_low_pass_min_cutoff <= 1:
             raise ValueError(
