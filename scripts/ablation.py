@@ -10,7 +10,9 @@ Every run is `scripts/train.py --recipe fsdd` (`meamtm/training/recipes/fsdd.jso
 overrides and flags, which come last and win. Runs are separate processes (`--threads` torch threads each, at
 most `--parallel` at once); a run whose folder already holds `eval_results.json` is read, not trained again,
 so an interrupted ablation resumes. Every run, and each variant's per-fold and mean accuracy, go to
-`<results>.json` and `<results>.md`, with the epochs and seeds they used.
+`<results>.json` and `<results>.md`, with the epochs and seeds they used; `--title` heads the table with the date
+and the command that reruns it, `--note` follows it, and `--train_missing false --date D` rewrites both files later
+from the finished runs.
 """
 
 import json
@@ -84,6 +86,14 @@ class AblationArguments:
     train_missing: bool = field(
         default=True, metadata={"help": "False: train nothing, table only the runs that have finished."}
     )
+    title: str | None = field(
+        default=None, metadata={"help": "What the search is, heading <results>.md with the date, the parallelism "
+                                        "and the command that reruns it."}
+    )
+    note: str | None = field(
+        default=None, metadata={"help": "What the runs show, kept in <results>.json and below the table in .md."}
+    )
+    date: str | None = field(default=None, metadata={"help": "When the runs were trained (default: today)."})
 
     def __post_init__(self):
         if self.num_train_epochs is None:
@@ -197,9 +207,30 @@ def cell_of(results: list[dict], variant: str, fold: str, mean: float) -> str:
     return f"{100 * mean:.1f}% ({100 * min(scores):.1f}-{100 * max(scores):.1f}, {len(scores)} seeds)"
 
 
-def markdown_of(args: AblationArguments, summary: dict, results: list[dict]) -> str:
+def rerun_command(args: AblationArguments) -> str:
+    """The command line that trains (or resumes) these runs and writes these result files."""
+    defaults = AblationArguments.__dataclass_fields__
+    words = ["python scripts/ablation.py", "--recipe", args.recipe, "--folds", *args.folds,
+             "--variants", *args.variants, "--seeds", *map(str, args.seeds)]
+    if args.num_train_epochs != recipe_arguments(args.recipe)["num_train_epochs"]:
+        words += ["--num_train_epochs", f"{args.num_train_epochs:g}"]
+    for name in ("folds_dir", "output_dir", "max_train_samples", "max_eval_samples", "readme"):
+        value = getattr(args, name)
+        if value != defaults[name].default:
+            words += [f"--{name}", str(value).lower() if isinstance(value, bool) else str(value)]
+    words += ["--results", args.results, "--parallel", str(args.parallel), "--threads", str(args.threads)]
+    return " ".join(words)
+
+
+def markdown_of(args: AblationArguments, summary: dict, results: list[dict], date: str | None = None) -> str:
     how = "with data arguments only" if args.data_only else f"--recipe {args.recipe}"
-    lines = [
+    preface = []
+    if args.title:
+        at_once = f"{args.parallel} runs at a time" if args.parallel > 1 else "one run at a time"
+        threads = f"{args.threads} thread" + ("s" if args.threads > 1 else "")
+        preface = [f"{args.title.rstrip('.')}, {date or args.date or current_date()}, {at_once} at {threads} each. "
+                   f"To rerun: `{rerun_command(args)}`.", ""]
+    lines = preface + [
         f"FSDD leave-one-speaker-out, `scripts/train.py {how}` at {args.num_train_epochs:g} epochs "
         f"(the recipe trains {recipe_arguments(args.recipe)['num_train_epochs']}), seeds {args.seeds}, folds {args.folds} "
         f"(test speaker held out), {args.threads} torch thread(s) per run. A cell is the mean over the seeds run "
@@ -216,6 +247,8 @@ def markdown_of(args: AblationArguments, summary: dict, results: list[dict]) -> 
         folds = len(scores) - 1
         mean = f"{100 * scores['mean']:.1f}%" + (f" ({folds} of {len(args.folds)} folds)" if folds < len(args.folds) else "")
         lines.append(f"| {variant} | {settings or args.plain_run.removeprefix('the ')} | " + " | ".join(cells) + f" | {mean} |")
+    if args.note:
+        lines += ["", args.note]
     return "\n".join(lines) + "\n"
 
 
@@ -226,11 +259,13 @@ def main(argv: list[str] | None = None) -> dict:
     with ThreadPoolExecutor(args.parallel) as pool:
         results = [result for result in pool.map(lambda run: run_one(args, run), runs) if result is not None]
     summary = summary_of(args, results)
-    report = dict(settings=asdict(args), recipe=recipe_arguments(args.recipe), runs=results, summary=summary,
-                  machine=machine_description(), date=current_date())
+    settings = {name: value for name, value in asdict(args).items() if name not in ("title", "note", "date")}
+    report = dict(settings=settings, recipe=recipe_arguments(args.recipe), runs=results, summary=summary,
+                  machine=machine_description(), date=args.date or current_date())
+    report.update({name: getattr(args, name) for name in ("title", "note") if getattr(args, name)})
     if args.readme:
         report["readme"] = readme_of(args, summary, report)
-    markdown = markdown_of(args, summary, results)
+    markdown = markdown_of(args, summary, results, report["date"])
     write_result_file(Path(args.results).with_suffix(".json"), report, markdown)
     print(markdown)
     return report
