@@ -27,6 +27,9 @@ class RecordArguments:
     label: str = field(default="", metadata={"help": "This run's row name (default: the output folder's name)."})
     order: int = field(default=50, metadata={"help": "Position of the table in the README (smaller first)."})
     replace: bool = field(default=False, metadata={"help": "Start the file anew instead of appending."})
+    readme: bool = field(
+        default=True, metadata={"help": "False: keep the table out of the README (under `table`, not `readme`)."}
+    )
 
 
 def run_summary(output_dir: Path) -> dict:
@@ -68,12 +71,14 @@ def main(argv: list[str] | None = None) -> dict:
          f"{entry['epochs']:.0f}" if entry["epochs"] else "—", f"{entry['parameters'] / 1e6:.2f} M"]
         for entry in payload["runs"]
     ]
-    payload["readme"] = readme_table(
+    table = readme_table(
         args.title, "scripts/record_run.py", args.command,
         ["run", "date", "accuracy", "macro F1", "training time", "epochs", "parameters"], rows, order=args.order,
         machine=run["machine"], date=run["date"],
     )
-    write_result_file(path, payload, markdown_table(payload["readme"]))
+    payload.pop("table" if args.readme else "readme", None)
+    payload["readme" if args.readme else "table"] = table
+    write_result_file(path, payload, markdown_table(table))
     return run
 
 

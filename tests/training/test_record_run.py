@@ -40,6 +40,19 @@ def test_runs_are_appended_with_their_numbers_and_a_readme_table(tmp_path, finis
     assert results.with_suffix(".md").read_text().startswith("# FSDD")
 
 
+def test_a_run_can_be_kept_out_of_the_readme(tmp_path, finished_run):
+    folder, _ = finished_run
+    results = tmp_path / "fsdd_option.json"
+    common = ["--output_dir", str(folder), "--results_file", str(results), "--title", "FSDD", "--command", "c"]
+    record_run.main([*common, "--readme", "false"])
+    payload = json.loads(results.read_text())
+    assert "readme" not in payload and payload["table"]["rows"][0][2] == "92.5 %"
+    assert results.with_suffix(".md").read_text().startswith("# FSDD")
+    record_run.main(common)  # back into the README, both runs listed
+    payload = json.loads(results.read_text())
+    assert "table" not in payload and len(payload["readme"]["rows"]) == 2
+
+
 def test_a_folder_without_results_is_refused_with_the_fix(tmp_path):
     with pytest.raises(ValueError, match="finished scripts/train.py run"):
         record_run.main(["--output_dir", str(tmp_path), "--results_file", str(tmp_path / "r.json"),
