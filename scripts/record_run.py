@@ -27,6 +27,9 @@ class RecordArguments:
     label: str = field(default="", metadata={"help": "This run's row name (default: the output folder's name)."})
     order: int = field(default=50, metadata={"help": "Position of the table in the README (smaller first)."})
     replace: bool = field(default=False, metadata={"help": "Start the file anew instead of appending."})
+    notes: list[str] = field(
+        default_factory=list, metadata={"help": "Sentences below the table (default: the file's, when appending)."}
+    )
     readme: bool = field(
         default=True, metadata={"help": "False: keep the table out of the README (under `table`, not `readme`)."}
     )
@@ -71,10 +74,11 @@ def main(argv: list[str] | None = None) -> dict:
          f"{entry['epochs']:.0f}" if entry["epochs"] else "—", f"{entry['parameters'] / 1e6:.2f} M"]
         for entry in payload["runs"]
     ]
+    earlier = payload.get("readme") or payload.get("table") or {}
     table = readme_table(
         args.title, "scripts/record_run.py", args.command,
         ["run", "date", "accuracy", "macro F1", "training time", "epochs", "parameters"], rows, order=args.order,
-        machine=run["machine"], date=run["date"],
+        machine=run["machine"], date=run["date"], notes=args.notes or earlier.get("notes"),
     )
     payload.pop("table" if args.readme else "readme", None)
     payload["readme" if args.readme else "table"] = table

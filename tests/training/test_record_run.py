@@ -44,13 +44,15 @@ def test_a_run_can_be_kept_out_of_the_readme(tmp_path, finished_run):
     folder, _ = finished_run
     results = tmp_path / "fsdd_option.json"
     common = ["--output_dir", str(folder), "--results_file", str(results), "--title", "FSDD", "--command", "c"]
-    record_run.main([*common, "--readme", "false"])
+    record_run.main([*common, "--readme", "false", "--notes", "Not the recipe.", "Seed 0."])
     payload = json.loads(results.read_text())
     assert "readme" not in payload and payload["table"]["rows"][0][2] == "92.5 %"
+    assert payload["table"]["notes"] == ["Not the recipe.", "Seed 0."]
     assert results.with_suffix(".md").read_text().startswith("# FSDD")
-    record_run.main(common)  # back into the README, both runs listed
+    record_run.main(common)  # back into the README, both runs listed, the notes kept
     payload = json.loads(results.read_text())
     assert "table" not in payload and len(payload["readme"]["rows"]) == 2
+    assert payload["readme"]["notes"] == ["Not the recipe.", "Seed 0."]
 
 
 def test_a_folder_without_results_is_refused_with_the_fix(tmp_path):
