@@ -159,14 +159,14 @@ def test_a_title_and_a_note_make_the_result_files_self_contained(tmp_path, folds
     (folder / "eval_results.json").write_text(json.dumps({"eval_accuracy": 0.5}))
     report = ablation.main(arguments(
         tmp_path, folds, "--variants", "baseline", "--folds", "george", "--train_missing", "false", "--readme", "false",
-        "--parallel", "2", "--title", "The plain recipe.", "--note", "Half right.", "--date", "2026-01-02",
+        "--parallel", "2", "--title", "The plain recipe.", "--note", "Half right.", "--date", "1999-12-31",
     ))
-    assert report["title"] == "The plain recipe." and report["note"] == "Half right." and report["date"] == "2026-01-02"
+    assert report["title"] == "The plain recipe." and report["note"] == "Half right." and report["date"] == "1999-12-31"
     assert "title" not in report["settings"] and "train_missing" in report["settings"]
     text = (tmp_path / "out" / "loso.md").read_text()
     first, table_and_note = text.split("\n\n", 1)
     command = first.split("To rerun: `")[1].removesuffix("`.")
-    assert first.startswith("The plain recipe, 2026-01-02, 2 runs at a time at 1 thread each.")
+    assert first.startswith("The plain recipe, 1999-12-31, 2 runs at a time at 1 thread each.")
     assert table_and_note.rstrip().endswith("| 50.0% |\n\nHalf right.")
     words = command.split()
     assert words[:2] == ["python", "scripts/ablation.py"] and "--train_missing" not in words and "--title" not in words
