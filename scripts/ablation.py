@@ -93,7 +93,9 @@ class AblationArguments:
     note: str | None = field(
         default=None, metadata={"help": "What the runs show, kept in <results>.json and below the table in .md."}
     )
-    date: str | None = field(default=None, metadata={"help": "When the runs were trained, YYYY-MM-DD (default: the current date)."})
+    date: str | None = field(
+        default=None, metadata={"help": "When the runs were trained, YYYY-MM-DD (default: the current date)."}
+    )
 
     def __post_init__(self):
         if self.num_train_epochs is None:
