@@ -224,13 +224,13 @@ def rerun_command(args: AblationArguments) -> str:
     return " ".join(words)
 
 
-def markdown_of(args: AblationArguments, summary: dict, results: list[dict], date: str | None = None) -> str:
+def markdown_of(args: AblationArguments, summary: dict, results: list[dict]) -> str:
     how = "with data arguments only" if args.data_only else f"--recipe {args.recipe}"
     preface = []
     if args.title:
         at_once = f"{args.parallel} runs at a time" if args.parallel > 1 else "one run at a time"
         threads = f"{args.threads} thread" + ("s" if args.threads > 1 else "")
-        preface = [f"{args.title.rstrip('.')}, {date or args.date or current_date()}, {at_once} at {threads} each. "
+        preface = [f"{args.title.rstrip('.')}, {args.date or current_date()}, {at_once} at {threads} each. "
                    f"To rerun: `{rerun_command(args)}`.", ""]
     lines = preface + [
         f"FSDD leave-one-speaker-out, `scripts/train.py {how}` at {args.num_train_epochs:g} epochs "
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> dict:
     report.update({name: getattr(args, name) for name in ("title", "note") if getattr(args, name)})
     if args.readme:
         report["readme"] = readme_of(args, summary, report)
-    markdown = markdown_of(args, summary, results, report["date"])
+    markdown = markdown_of(args, summary, results)
     write_result_file(Path(args.results).with_suffix(".json"), report, markdown)
     print(markdown)
     return report
